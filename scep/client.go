@@ -246,7 +246,7 @@ func (c *Client) pkiOperation(ctx context.Context, mt smscep.MessageType, signer
 		return nil, fmt.Errorf("scep: CertRep envelope: %w", err)
 	}
 	cert := rep.Certificate
-	if !cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(csr.PublicKey) {
+	if !samePublicKey(cert.PublicKey, csr.PublicKey) {
 		return nil, errors.New("scep: issued certificate is not for the requested key")
 	}
 	return cert, nil
@@ -306,4 +306,3 @@ func selfSigned(key crypto.Signer, subject pkix.Name) (*x509.Certificate, error)
 	}
 	return x509.ParseCertificate(der)
 }
-

@@ -27,7 +27,7 @@ var (
 
 type contentInfo struct {
 	ContentType asn1.ObjectIdentifier
-	Content     asn1.RawValue `asn1:"explicit,optional,tag:0"`
+	Content     asn1.RawValue // [0] EXPLICIT, built by hand: see envelope
 }
 
 type envelopedData struct {
@@ -131,7 +131,9 @@ func envelope(content []byte, recipients []*x509.Certificate, alg asn1.ObjectIde
 	}
 	return asn1.Marshal(contentInfo{
 		ContentType: pkcs7.OIDEnvelopedData,
-		Content:     asn1.RawValue{FullBytes: inner},
+		// encoding/asn1 writes FullBytes verbatim, ignoring struct tags, so
+		// the explicit [0] is spelled out.
+		Content: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner},
 	})
 }
 

@@ -379,8 +379,7 @@ func (s *Server) reissue(ctx context.Context, ch *Challenge, csr *x509.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("scep: stored certificate %s: %w", rec.Fingerprint, err)
 	}
-	same, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !same.Equal(csr.PublicKey) || rec.Revoked() {
+	if !samePublicKey(cert.PublicKey, csr.PublicKey) || rec.Revoked() {
 		return nil, refuse(BadRequest, "challenge %s already used", ch.ID)
 	}
 	s.log().Info("scep: re-sent certificate for a retried request", "fingerprint", rec.Fingerprint, "challenge_id", ch.ID)
