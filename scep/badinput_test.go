@@ -163,3 +163,22 @@ func mustCSR(k *rsa.PrivateKey, challenge string) []byte {
 	}
 	return c.Raw
 }
+
+// A PKCSReq must be signed by the key it asks to certify: a captured CSR and
+// challenge are worth nothing to someone without the private key.
+func TestPKCSReqSignedByOtherKey(t *testing.T) {
+	f := newFixture(t)
+	_, secret := f.challenge(t, "")
+	thief, _ := scep.SelfSigned(key(1), "thief")
+	msg, err := scep.RequestMessage(smscep.PKCSReq, thief, key(1), testCA().Cert, csr(t, key(0), "victim", secret).Raw, scep.OIDAES256CBC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := post(t, f.server, msg)
+	if code != http.StatusOK {
+		t.Fatalf("status %d, want a CertRep", code)
+	}
+	if got := certRepFailInfo(t, body); got != scep.BadMessageCheck {
+		t.Errorf("failInfo = %s, want badMessageCheck", got.String())
+	}
+}

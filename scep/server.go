@@ -291,6 +291,11 @@ func (s *Server) handle(ctx context.Context, req *request) (*x509.Certificate, [
 		return nil, nil, refuse(BadRequest, "challengePassword: %v", err)
 	}
 	if req.messageType == smscep.PKCSReq {
+		// RFC 8894 section 2.3: the certificate signing a PKCSReq holds the
+		// key being certified, which proves possession of it.
+		if !samePublicKey(req.signer.PublicKey, csr.PublicKey) {
+			return nil, nil, refuse(BadMessageCheck, "PKCSReq signed by a key other than the one in its CSR")
+		}
 		cert, err := s.enrol(ctx, csr, password)
 		return cert, s.CACerts, err
 	}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// apiClient calls the admin API for the CLI subcommands.
+type apiClient struct {
+	url, token string
+	http       *http.Client
+}
+
+// addAPIFlags adds --server, --token and --data to an admin subcommand.
+func addAPIFlags(cmd *cobra.Command) func() (*apiClient, error) {
+	var server, token, data string
+	f := cmd.PersistentFlags()
+	f.StringVar(&server, "server", os.Getenv("CUSTODY_SERVER"), "admin API URL (env CUSTODY_SERVER)")
+	f.StringVar(&token, "token", os.Getenv("CUSTODY_TOKEN"), "admin API token (env CUSTODY_TOKEN)")
+	f.StringVar(&data, "data", "", "read the server URL and token from this local data dir")
+	return func() (*apiClient, error) {
+		if data == "" && server == "" && token == "" {
+			data = envDefault("CUSTODY_DATA", "./custody-data")
+		}
+		if data != "" {
+			info, err := readServerInfo(data)
+			if err != nil {
+				return nil, err
+			}
+			tok, err := os.ReadFile(filepath.Join(data, fileAdminToken))
+			if err != nil {
+				return nil, err
+			}
+			if server == "" {
+				server = info.URL
+			}
+			if token == "" {
+				token = strings.TrimSpace(string(tok))
+			}
+		}
+		if server == "" || token == "" {
+			return nil, errors.New("give --server and --token (or CUSTODY_SERVER and CUSTODY_TOKEN), or --data DIR")
+		}
+		return &apiClient{url: strings.TrimRight(server, "/"), token: token, http: &http.Client{Timeout: time.Minute}}, nil
+	}
+}
+
+// call sends a JSON request and decodes the JSON reply into out.
+func (c *apiClient) call(cmd *cobra.Command, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), method, c.url+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+func challengeCmd() *cobra.Command {
+	var ttl time.Duration
+	var note, mintedFor string
+	cmd := &cobra.Command{
+		Use:   "challenge",
+		Short: "Print one fresh one-time SCEP challenge",
+		Args:  cobra.NoArgs,
+	}
+	client := addAPIFlags(cmd)
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the challenge is valid (default 24h)")
+	cmd.Flags().StringVar(&note, "note", "", "note stored with the challenge")
+	cmd.Flags().StringVar(&mintedFor, "for", "", "id of what the challenge is for, recorded in the issued certificate")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := client()
+		if err != nil {
+			return err
+		}
+		req := challengeRequest{Note: note, For: mintedFor}
+		if ttl != 0 {
+			req.TTL = ttl.String()
+		}
+		var resp challengeResponse
+		if err := c.call(cmd, http.MethodPost, "/api/v1/challenges", req, &resp); err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), resp.Challenge)
+		fmt.Fprintf(cmd.ErrOrStderr(), "challenge %s, valid until %s\n", resp.ID, resp.ExpiresAt.Local().Format(time.RFC3339))
+		return nil
+	}
+	return cmd
+}
+
+func certsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "certs", Short: "List and revoke issued device certificates"}
+	client := addAPIFlags(cmd)
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List issued certificates",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var resp struct {
+				Certs []certJSON `json:"certs"`
+			}
+			if err := c.call(cmd, http.MethodGet, "/api/v1/certs", nil, &resp); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp.Certs)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERIAL\tSUBJECT\tFINGERPRINT (SHA-256)\tNOT AFTER\tREVOKED\tCHALLENGE")
+			for _, cert := range resp.Certs {
+				revoked := "no"
+				if cert.Revoked {
+					revoked = cert.RevokedAt.Local().Format(time.DateTime)
+				}
+				authorised := cert.ChallengeID
+				if cert.RenewedFrom != "" {
+					authorised = "renewal of " + cert.RenewedFrom[:16]
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cert.Serial, cert.Subject, cert.Fingerprint,
+					cert.NotAfter.Local().Format(time.DateOnly), revoked, authorised)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	revoke := &cobra.Command{
+		Use:   "revoke FINGERPRINT",
+		Short: "Revoke a certificate by its SHA-256 fingerprint",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			fp, ok := normalizeFingerprint(args[0])
+			if !ok {
+				return fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits)", args[0])
+			}
+			var cert certJSON
+			if err := c.call(cmd, http.MethodPost, "/api/v1/certs/"+fp+"/revoke", nil, &cert); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s)\n", cert.Fingerprint, cert.Subject)
+			return nil
+		},
+	}
+	cmd.AddCommand(list, revoke)
+	return cmd
+}

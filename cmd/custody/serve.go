@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custodymdm/custody/storage/bolt"
+)
+
+func serveCmd() *cobra.Command {
+	var (
+		dataPath, listen, baseURL, tlsCert, tlsKey, logFormat string
+		debug                                                 bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the reference server",
+		Long: `Run the reference server on the embedded bbolt database.
+
+The first start initialises the data dir: the device CA, the profile-signing
+identity and the admin API token (written to DIR/admin.token). Later starts
+reuse them. Every flag has an environment equivalent (CUSTODY_DATA,
+CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (tlsCert == "") != (tlsKey == "") {
+				return errors.New("--tls-cert and --tls-key go together")
+			}
+			level := slog.LevelInfo
+			if debug {
+				level = slog.LevelDebug
+			}
+			opts := &slog.HandlerOptions{Level: level}
+			var log *slog.Logger
+			if logFormat == "json" {
+				log = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts))
+			} else {
+				log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts))
+			}
+			scheme := "http"
+			if tlsCert != "" {
+				scheme = "https"
+			}
+			if baseURL == "" {
+				baseURL = scheme + "://" + listen
+			}
+			if u, err := url.Parse(baseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				return fmt.Errorf("--base-url %q: want an absolute http or https URL", baseURL)
+			}
+
+			data, err := openDataDir(dataPath)
+			if err != nil {
+				return err
+			}
+			db, err := bolt.Open(data.file(fileDB), bolt.Options{})
+			if errors.Is(err, bolt.ErrLocked) {
+				return fmt.Errorf("another custody server is using %s; stop it or choose another --data", dataPath)
+			}
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if data.created {
+				log.Info("initialised data dir", "dir", dataPath, "ca", data.file(fileCACert))
+			}
+			abs, _ := filepath.Abs(data.file(fileAdminToken))
+			fmt.Fprintf(cmd.ErrOrStderr(), "custody: admin API token in %s\n", abs)
+
+			srv := newServer(data, db, log)
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			apiURL := scheme + "://" + ln.Addr().String()
+			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
+				ln.Close()
+				return err
+			}
+			hs := &http.Server{
+				Handler:           srv.handler(),
+				ReadHeaderTimeout: 10 * time.Second,
+				ReadTimeout:       time.Minute,
+				WriteTimeout:      time.Minute,
+				IdleTimeout:       2 * time.Minute,
+				MaxHeaderBytes:    256 << 10,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			}
+			log.Info("listening", "addr", ln.Addr().String(), "base_url", baseURL, "scep", baseURL+"/scep", "tls", tlsCert != "")
+			err = srv.serveListener(cmd.Context(), hs, ln, tlsCert, tlsKey)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataPath, "data", envDefault("CUSTODY_DATA", "./custody-data"), "data directory")
+	f.StringVar(&listen, "listen", envDefault("CUSTODY_LISTEN", "127.0.0.1:9300"), "address to listen on")
+	f.StringVar(&baseURL, "base-url", envDefault("CUSTODY_BASE_URL", ""), "public URL devices reach (default derived from --listen)")
+	f.StringVar(&tlsCert, "tls-cert", envDefault("CUSTODY_TLS_CERT", ""), "TLS certificate (PEM); without it, plain HTTP for use behind a TLS proxy")
+	f.StringVar(&tlsKey, "tls-key", envDefault("CUSTODY_TLS_KEY", ""), "TLS private key (PEM)")
+	f.StringVar(&logFormat, "log-format", envDefault("CUSTODY_LOG_FORMAT", "text"), "log format: text or json")
+	f.BoolVar(&debug, "debug", false, "log every request")
+	return cmd
+}

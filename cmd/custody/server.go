@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/custodymdm/custody/scep"
+	"github.com/custodymdm/custody/storage/bolt"
+)
+
+// maxAPIBody caps admin API request bodies.
+const maxAPIBody = 1 << 20
+
+// server is the reference server: the protocol handlers and the admin API
+// over one database and one data dir.
+type server struct {
+	data    *dataDir
+	db      *bolt.DB
+	scep    *scep.Server
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	httpReq *prometheus.CounterVec
+	httpDur *prometheus.HistogramVec
+}
+
+func newServer(data *dataDir, db *bolt.DB, log *slog.Logger) *server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &server{
+		data: data, db: db, log: log, reg: reg,
+		httpReq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custody_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		httpDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "custody_http_request_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"route"}),
+	}
+	reg.MustRegister(s.httpReq, s.httpDur)
+	s.scep = &scep.Server{
+		Store: db.SCEP(), Signer: data.ca,
+		RACert: data.ca.Cert, RAKey: data.ca.Key,
+		Logger: log, Metrics: scep.NewMetrics(reg),
+	}
+	return s
+}
+
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern, name string, h http.Handler) {
+		mux.Handle(pattern, s.instrument(name, h))
+	}
+	route("/scep", "scep", s.scep)
+	route("GET /healthz", "healthz", http.HandlerFunc(s.healthz))
+	route("GET /metrics", "metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	api := http.NewServeMux()
+	api.HandleFunc("POST /api/v1/challenges", s.createChallenge)
+	api.HandleFunc("GET /api/v1/certs", s.listCerts)
+	api.HandleFunc("GET /api/v1/certs/{fingerprint}", s.getCert)
+	api.HandleFunc("POST /api/v1/certs/{fingerprint}/revoke", s.revokeCert)
+	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	route("/api/v1/", "api", s.requireToken(api))
+	return mux
+}
+
+func (s *server) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		d := time.Since(start)
+		s.httpReq.WithLabelValues(route, fmt.Sprint(sw.code)).Inc()
+		s.httpDur.WithLabelValues(route).Observe(d.Seconds())
+		level := slog.LevelDebug
+		if sw.code >= 500 {
+			level = slog.LevelError
+		} else if sw.code >= 400 {
+			level = slog.LevelInfo
+		}
+		s.log.Log(r.Context(), level, "http", "method", r.Method, "path", r.URL.Path, "status", sw.code,
+			"duration", d, "remote", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	// A read transaction proves the database is open and readable.
+	err := s.db.SCEP().Certs(r.Context(), func(*scep.IssuedCert) bool { return false })
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "database: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// requireToken refuses API requests without the admin bearer token.
+func (s *server) requireToken(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		switch {
+		case auth == "":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="custody"`)
+			writeError(w, http.StatusUnauthorized, "missing Authorization: Bearer token")
+		case !ok || !s.data.checkToken(strings.TrimSpace(token)):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="custody", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid admin token")
+		default:
+			r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decodeJSON reads a request body into v, refusing unknown fields. An empty
+// body leaves v at its zero value.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &tooBig):
+		return fmt.Errorf("request body larger than %d bytes", tooBig.Limit)
+	default:
+		return fmt.Errorf("request body: %v", err)
+	}
+}
+
+// serveListener serves on ln until ctx is cancelled, then drains in-flight
+// requests.
+func (s *server) serveListener(ctx context.Context, hs *http.Server, ln net.Listener, tlsCert, tlsKey string) error {
+	errc := make(chan error, 1)
+	go func() {
+		if tlsCert != "" {
+			errc <- hs.ServeTLS(ln, tlsCert, tlsKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return hs.Shutdown(shutdown)
+}
