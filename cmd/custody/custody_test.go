@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodymdm/custody/scep"
+)
+
+// startServe runs `custody serve` in-process on a free port and returns the
+// server's URL once it answers. Stopping it is cancelling ctx.
+func startServe(t *testing.T, ctx context.Context, dir string) (string, <-chan error) {
+	t.Helper()
+	os.Remove(filepath.Join(dir, fileServerInfo))
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() { done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+		if info, err := readServerInfo(dir); err == nil {
+			if resp, err := http.Get(info.URL + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return info.URL, done
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("server did not become healthy")
+	return "", nil
+}
+
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String(), err
+}
+
+// An administrator's first day: start the server, mint a challenge, watch a
+// device enrol, list and revoke its certificate, restart.
+func TestServeChallengeCertsRevoke(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	url, done := startServe(t, ctx, dir)
+
+	for _, name := range []string{fileCACert, fileCAKey, fileProfileCert, fileProfileKey, fileAdminToken, fileDB} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("data dir lacks %s: %v", name, err)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, fileAdminToken)); st == nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token mode = %v, want 0600", st.Mode().Perm())
+	}
+	caBefore, _ := os.ReadFile(filepath.Join(dir, fileCACert))
+	tokenBefore, _ := os.ReadFile(filepath.Join(dir, fileAdminToken))
+
+	secret, err := cli(t, "challenge", "--data", dir, "--ttl", "10m", "--note", "ana's laptop", "--for", "record-7")
+	if err != nil {
+		t.Fatalf("custody challenge: %v", err)
+	}
+	secret = strings.TrimSpace(secret)
+	if len(secret) != 32 {
+		t.Fatalf("challenge %q, want 32 characters", secret)
+	}
+
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	csr, _ := scep.NewCSR(key, pkix.Name{CommonName: "ana-laptop"}, secret)
+	client := &scep.Client{URL: url + "/scep"}
+	cert, err := client.Enroll(context.Background(), key, csr)
+	if err != nil {
+		t.Fatalf("Enroll: %v", err)
+	}
+	fp := scep.Fingerprint(cert)
+
+	out, err := cli(t, "certs", "list", "--data", dir, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []certJSON
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatalf("certs list --json: %v\n%s", err, out)
+	}
+	if len(listed) != 1 || listed[0].Fingerprint != fp || listed[0].For != "record-7" || listed[0].ChallengeID == "" || listed[0].Revoked {
+		t.Fatalf("certs list = %+v, want the one cert for record-7", listed)
+	}
+	out, _ = cli(t, "certs", "list", "--data", dir)
+	if !strings.Contains(out, fp) || !strings.Contains(out, "CN=ana-laptop") {
+		t.Errorf("certs list table lacks the cert:\n%s", out)
+	}
+
+	// Revoke by the colon form openssl prints.
+	colon := strings.ToUpper(strings.Join(splitPairs(fp), ":"))
+	if out, err := cli(t, "certs", "revoke", "--data", dir, colon); err != nil || !strings.Contains(out, "revoked "+fp) {
+		t.Fatalf("certs revoke: %q, %v", out, err)
+	}
+	if _, err := cli(t, "certs", "revoke", "--data", dir, fp); err == nil || !strings.Contains(err.Error(), "already revoked") {
+		t.Errorf("second revoke error = %v, want already revoked", err)
+	}
+	if _, err := cli(t, "certs", "revoke", "--data", dir, "abc"); err == nil {
+		t.Error("revoke of a malformed fingerprint succeeded")
+	}
+	// A revoked certificate cannot renew.
+	csr2, _ := scep.NewCSR(key, pkix.Name{CommonName: "ana-laptop"}, "")
+	var fe *scep.FailureError
+	if _, err := client.Renew(context.Background(), cert, key, csr2); !errors.As(err, &fe) {
+		t.Errorf("renewal with a revoked cert: %v, want a SCEP failure", err)
+	}
+
+	// A second server on the same data dir is refused, clearly.
+	if err := run(context.Background(), []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "another custody server") {
+		t.Errorf("second serve error = %v, want another custody server is using", err)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v after shutdown", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+
+	// The restart reuses the CA, the token and the database.
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	startServe(t, ctx2, dir)
+	caAfter, _ := os.ReadFile(filepath.Join(dir, fileCACert))
+	tokenAfter, _ := os.ReadFile(filepath.Join(dir, fileAdminToken))
+	if !bytes.Equal(caBefore, caAfter) || !bytes.Equal(tokenBefore, tokenAfter) {
+		t.Error("restart replaced the CA or the admin token")
+	}
+	out, _ = cli(t, "certs", "list", "--data", dir, "--json")
+	if !strings.Contains(out, fp) {
+		t.Error("restart lost the issued certificate")
+	}
+}
+
+func splitPairs(s string) []string {
+	var out []string
+	for i := 0; i < len(s); i += 2 {
+		out = append(out, s[i:i+2])
+	}
+	return out
+}
+
+func TestAdminAPIRefusals(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	url, _ := startServe(t, ctx, dir)
+	token, _ := os.ReadFile(filepath.Join(dir, fileAdminToken))
+
+	for _, tc := range []struct {
+		name, method, path, auth, body string
+		code                           int
+		errPart                        string
+	}{
+		{"no token", "GET", "/api/v1/certs", "", "", 401, "missing Authorization"},
+		{"wrong token", "GET", "/api/v1/certs", "Bearer nope", "", 401, "invalid admin token"},
+		{"basic auth", "GET", "/api/v1/certs", "Basic YTpi", "", 401, "invalid admin token"},
+		{"bad ttl", "POST", "/api/v1/challenges", "good", `{"ttl":"forever"}`, 400, "ttl"},
+		{"negative ttl", "POST", "/api/v1/challenges", "good", `{"ttl":"-1h"}`, 400, "ttl"},
+		{"unknown field", "POST", "/api/v1/challenges", "good", `{"color":"red"}`, 400, "unknown field"},
+		{"not json", "POST", "/api/v1/challenges", "good", `{`, 400, "request body"},
+		{"huge body", "POST", "/api/v1/challenges", "good", `{"note":"` + strings.Repeat("x", 2<<20) + `"}`, 400, "larger than"},
+		{"bad fingerprint", "GET", "/api/v1/certs/xyz", "good", "", 400, "fingerprint"},
+		{"unknown cert", "GET", "/api/v1/certs/" + strings.Repeat("ab", 32), "good", "", 404, "no certificate"},
+		{"revoke unknown", "POST", "/api/v1/certs/" + strings.Repeat("ab", 32) + "/revoke", "good", "", 404, "no certificate"},
+		{"unknown endpoint", "GET", "/api/v1/nothing", "good", "", 404, "no API endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, url+tc.path, strings.NewReader(tc.body))
+			if tc.auth == "good" {
+				req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+			} else if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e apiError
+			json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != tc.code || !strings.Contains(e.Error, tc.errPart) {
+				t.Errorf("%s %s = %d %q, want %d containing %q", tc.method, tc.path, resp.StatusCode, e.Error, tc.code, tc.errPart)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", ct)
+			}
+		})
+	}
+
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`custody_http_requests_total{code="401",route="api"}`, "go_goroutines"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
