@@ -25,7 +25,9 @@ func startServe(t *testing.T, ctx context.Context, dir string) (string, <-chan e
 	os.Remove(filepath.Join(dir, fileServerInfo))
 	done := make(chan error, 1)
 	var stderr bytes.Buffer
-	go func() { done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr)
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -61,7 +63,7 @@ func TestServeChallengeCertsRevoke(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	url, done := startServe(t, ctx, dir)
 
-	for _, name := range []string{fileCACert, fileCAKey, fileProfileCert, fileProfileKey, fileAdminToken, fileDB} {
+	for _, name := range []string{fileCACert, fileCAKey, fileRACert, fileRAKey, fileProfileCert, fileProfileKey, fileAdminToken, fileDB} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("data dir lacks %s: %v", name, err)
 		}

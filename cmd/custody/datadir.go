@@ -25,6 +25,7 @@ import (
 //
 //	custody.db             bbolt database
 //	ca.pem, ca.key         the CA that issues device identities
+//	ra.pem, ra.key         the SCEP RA: decrypts requests, signs replies
 //	profile-signing.pem/.key  the identity that signs enrollment profiles
 //	admin.token            bearer token of the admin API (0600)
 //	server.json            where the running server listens, for the CLI
@@ -32,6 +33,8 @@ const (
 	fileDB             = "custody.db"
 	fileCACert         = "ca.pem"
 	fileCAKey          = "ca.key"
+	fileRACert         = "ra.pem"
+	fileRAKey          = "ra.key"
 	fileProfileCert    = "profile-signing.pem"
 	fileProfileKey     = "profile-signing.key"
 	fileAdminToken     = "admin.token"
@@ -43,6 +46,8 @@ const (
 type dataDir struct {
 	path       string
 	ca         *scep.CA
+	ra         *x509.Certificate
+	raKey      crypto.Signer
 	profile    *x509.Certificate
 	profileKey crypto.Signer
 	adminToken string
@@ -84,6 +89,18 @@ func (d *dataDir) initialise() error {
 	if err != nil {
 		return err
 	}
+	// A separate RA, as RFC 8894 allows: certmonger (and OpenSSL-based
+	// clients generally) expect GetCACert to name an RA for the envelope
+	// and a CA above it.
+	rkey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	rcert, err := ca.IssueIdentity(&rkey.PublicKey, pkix.Name{CommonName: "Custody SCEP RA"},
+		profileKeyValidity, x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment)
+	if err != nil {
+		return err
+	}
 	token := make([]byte, 32)
 	if _, err := rand.Read(token); err != nil {
 		return err
@@ -97,6 +114,8 @@ func (d *dataDir) initialise() error {
 	}{
 		{fileProfileKey, pemKey(pkey), 0o600},
 		{fileProfileCert, pemCert(pcert), 0o644},
+		{fileRAKey, pemKey(rkey), 0o600},
+		{fileRACert, pemCert(rcert), 0o644},
 		{fileAdminToken, []byte(base64.RawURLEncoding.EncodeToString(token) + "\n"), 0o600},
 		{fileCACert, pemCert(ca.Cert), 0o644},
 		{fileCAKey, pemKey(ca.Key), 0o600},
@@ -114,6 +133,9 @@ func (d *dataDir) load() error {
 		return err
 	}
 	d.ca = &scep.CA{Cert: caCert, Key: caKey}
+	if d.ra, d.raKey, err = loadPair(d.file(fileRACert), d.file(fileRAKey)); err != nil {
+		return err
+	}
 	if d.profile, d.profileKey, err = loadPair(d.file(fileProfileCert), d.file(fileProfileKey)); err != nil {
 		return err
 	}

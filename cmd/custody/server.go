@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,7 +52,7 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger) *server {
 	reg.MustRegister(s.httpReq, s.httpDur)
 	s.scep = &scep.Server{
 		Store: db.SCEP(), Signer: data.ca,
-		RACert: data.ca.Cert, RAKey: data.ca.Key,
+		RACert: data.ra, RAKey: data.raKey, CACerts: []*x509.Certificate{data.ca.Cert},
 		Logger: log, Metrics: scep.NewMetrics(reg),
 	}
 	return s
