@@ -144,4 +144,3 @@ func TestCrashDuringIssuance(t *testing.T) {
 		t.Errorf("%d certificates stored, want exactly %d (one per challenge)", n, devices)
 	}
 }
-
