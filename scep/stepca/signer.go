@@ -98,6 +98,10 @@ func (s *Signer) SignCSR(ctx context.Context, csr *x509.CertificateRequest) (*x5
 	if err != nil {
 		return nil, err
 	}
+	return s.sign(ctx, csr, subject, ott)
+}
+
+func (s *Signer) sign(ctx context.Context, csr *x509.CertificateRequest, subject, ott string) (*x509.Certificate, error) {
 	req := signRequest{
 		CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})),
 		OTT: ott,
@@ -115,6 +119,8 @@ func (s *Signer) SignCSR(ctx context.Context, csr *x509.CertificateRequest) (*x5
 	if err != nil {
 		return nil, fmt.Errorf("stepca: sign %q: %w", subject, err)
 	}
+	// No step-ca template can change the key; a certificate for another one
+	// means something between us and the CA is answering for it.
 	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(csr.PublicKey) {
 		return nil, fmt.Errorf("stepca: sign %q: step-ca returned a certificate for another key", subject)
 	}

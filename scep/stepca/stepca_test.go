@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -302,6 +303,7 @@ func TestSignerRefusals(t *testing.T) {
 		if !strings.Contains(err.Error(), `"device-7a01"`) || !strings.Contains(refusal.Message, "authorization") {
 			t.Errorf("error %q does not name the CSR and carry step-ca's message", err)
 		}
+		t.Log(err)
 	})
 
 	t.Run("validity beyond the provisioner's maximum", func(t *testing.T) {
@@ -311,6 +313,17 @@ func TestSignerRefusals(t *testing.T) {
 		if !errors.As(err, &refusal) || refusal.Status != http.StatusForbidden || !strings.Contains(refusal.Message, "duration") {
 			t.Fatalf("SignCSR = %v; want a 403 *stepca.Error about the duration", err)
 		}
+		t.Log(err)
+	})
+
+	t.Run("token minted for another CSR", func(t *testing.T) {
+		_, other := newCSR(t, "device-7a01")
+		_, err := stepca.SignWithTokenFor(t.Context(), good, csr, other)
+		var refusal *stepca.Error
+		if !errors.As(err, &refusal) || refusal.Status != http.StatusForbidden || !strings.Contains(refusal.Message, "fingerprint") {
+			t.Fatalf("SignCSR with another CSR's token = %v; want a 403 *stepca.Error about the fingerprint", err)
+		}
+		t.Log(err)
 	})
 
 	t.Run("wrong root fingerprint", func(t *testing.T) {
@@ -355,6 +368,8 @@ func TestSignerRefusals(t *testing.T) {
 
 	t.Run("cancelled while step-ca stalls", func(t *testing.T) {
 		stalled := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// net/http notices a closed connection only once the body is read.
+			io.Copy(io.Discard, r.Body)
 			<-r.Context().Done()
 		}))
 		defer stalled.Close()
