@@ -188,7 +188,7 @@ func (c *Client) pkiOperation(ctx context.Context, mt smscep.MessageType, signer
 	if !slices.Contains(caps, "AES") {
 		return nil, errors.New("scep: server does not advertise AES; refusing to use DES")
 	}
-	env, err := envelope(csr.Raw, []*x509.Certificate{recipient(caCerts)}, oidAES128CBC)
+	env, err := envelope(csr.Raw, []*x509.Certificate{recipient(caCerts)}, oidAES256CBC)
 	if err != nil {
 		return nil, err
 	}

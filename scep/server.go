@@ -25,8 +25,8 @@ import (
 // 4096-bit key is under 5 KiB.
 const DefaultMaxMessageBytes = 64 << 10
 
-// Capabilities are what GetCACaps advertises (RFC 8894 section 3.5.2).
-var Capabilities = []string{"POSTPKIOperation", "SHA-256", "SHA-512", "AES", "SCEPStandard", "Renewal"}
+// capabilities are what GetCACaps advertises (RFC 8894 section 3.5.2).
+const capabilities = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nSCEPStandard\nRenewal"
 
 // A Server answers SCEP requests. It is an http.Handler; mount it at the
 // path clients are given (conventionally /scep).
@@ -77,7 +77,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GetCACaps":
 		s.Metrics.request(op, "ok")
 		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, strings.Join(Capabilities, "\n"))
+		io.WriteString(w, capabilities)
 	case "GetCACert":
 		s.getCACert(w)
 	case "PKIOperation":
@@ -308,14 +308,10 @@ func (s *Server) checkKey(pub crypto.PublicKey) error {
 	if min == 0 {
 		min = 2048
 	}
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < min {
-			return refuse(BadRequest, "RSA key of %d bits; at least %d required", k.N.BitLen(), min)
-		}
-	case crypto.PublicKey:
-		// ECDSA and Ed25519 keys are fine for the certificate itself; only
-		// the SCEP envelope needs RSA, and that is the signer's key.
+	// ECDSA and Ed25519 keys are fine for the certificate itself; only the
+	// SCEP envelope needs RSA, and that is the signer's key.
+	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < min {
+		return refuse(BadRequest, "RSA key of %d bits; at least %d required", k.N.BitLen(), min)
 	}
 	return nil
 }

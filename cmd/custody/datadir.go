@@ -214,7 +214,11 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 		return nil, nil, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	signer, ok := key.(crypto.Signer)
-	if !ok || !signer.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey) {
+	if ok {
+		pub, canCompare := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+		ok = canCompare && pub.Equal(cert.PublicKey)
+	}
+	if !ok {
 		return nil, nil, fmt.Errorf("%s does not hold the key of %s", keyPath, certPath)
 	}
 	return cert, signer, nil
