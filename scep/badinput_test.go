@@ -182,3 +182,15 @@ func TestPKCSReqSignedByOtherKey(t *testing.T) {
 		t.Errorf("failInfo = %s, want badMessageCheck", got.String())
 	}
 }
+
+// FuzzParsers covers the parsers of untrusted bytes (PKIMessage, SCEP
+// attributes, the envelope's algorithm, the CSR and its challengePassword).
+// It is fast enough for CI; FuzzPKIOperation covers the whole handler but
+// spends its time in RSA arithmetic, which coverage instrumentation slows
+// a hundredfold, so it is for long opt-in runs.
+func FuzzParsers(f *testing.F) {
+	// Seeds are in testdata/fuzz/FuzzParsers: building them here would sign
+	// with RSA in every fuzz worker, under instrumentation.
+	f.Add([]byte{0x30, 0x80, 0x06, 0x09})
+	f.Fuzz(func(t *testing.T, raw []byte) { scep.ParseUntrusted(raw) })
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 	smscep "github.com/smallstep/scep"
+	"github.com/smallstep/scep/x509util"
 )
 
 // Hooks for the external tests, which craft messages a well-behaved client
@@ -34,3 +35,15 @@ func SelfSigned(key crypto.Signer, cn string) (*x509.Certificate, error) {
 }
 
 func pkixName(cn string) (n pkix.Name) { n.CommonName = cn; return }
+
+// ParseUntrusted runs every parser that reads a peer's bytes before any
+// private-key operation, for FuzzParsers.
+func ParseUntrusted(raw []byte) {
+	if req, err := parseRequest(raw); err == nil {
+		req.p7.Verify()
+		contentEncryption(req.p7.Content)
+	}
+	contentEncryption(raw)
+	x509.ParseCertificateRequest(raw)
+	x509util.ParseChallengePassword(raw)
+}
