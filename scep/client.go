@@ -167,20 +167,53 @@ func (c *Client) discover(ctx context.Context) ([]string, []*x509.Certificate, e
 // the issued certificate. key is the CSR's private key; it must be RSA,
 // because the reply is enveloped for it.
 func (c *Client) Enroll(ctx context.Context, key crypto.Signer, csr *x509.CertificateRequest) (*x509.Certificate, error) {
-	self, err := selfSigned(key, csr.Subject)
+	req, err := c.NewPKCSReq(ctx, key, csr)
 	if err != nil {
 		return nil, err
 	}
-	return c.pkiOperation(ctx, smscep.PKCSReq, identity{cert: self, key: key}, csr)
+	return c.Send(ctx, req)
 }
 
 // Renew sends a RenewalReq for csr, signed by the current identity (cert and
 // certKey), and returns the new certificate.
 func (c *Client) Renew(ctx context.Context, cert *x509.Certificate, certKey crypto.Signer, csr *x509.CertificateRequest) (*x509.Certificate, error) {
-	return c.pkiOperation(ctx, smscep.RenewalReq, identity{cert: cert, key: certKey}, csr)
+	req, err := c.NewRenewalReq(ctx, cert, certKey, csr)
+	if err != nil {
+		return nil, err
+	}
+	return c.Send(ctx, req)
 }
 
-func (c *Client) pkiOperation(ctx context.Context, mt smscep.MessageType, signer identity, csr *x509.CertificateRequest) (*x509.Certificate, error) {
+// A Request is a PKIOperation message built for one server. Sending the same
+// Request again is how SCEP recovers from a lost reply; building requests
+// ahead of time lets a load test measure the server alone.
+type Request struct {
+	Message []byte // the DER PKIMessage
+
+	transactionID smscep.TransactionID
+	nonce         []byte
+	signer        identity
+	csr           *x509.CertificateRequest
+	caCerts       []*x509.Certificate
+	post          bool
+}
+
+// NewPKCSReq builds a PKCSReq for csr, signed by a throwaway certificate for
+// key (which must be RSA: the reply is enveloped for it).
+func (c *Client) NewPKCSReq(ctx context.Context, key crypto.Signer, csr *x509.CertificateRequest) (*Request, error) {
+	self, err := selfSigned(key, csr.Subject)
+	if err != nil {
+		return nil, err
+	}
+	return c.newRequest(ctx, smscep.PKCSReq, identity{cert: self, key: key}, csr)
+}
+
+// NewRenewalReq builds a RenewalReq for csr, signed by the current identity.
+func (c *Client) NewRenewalReq(ctx context.Context, cert *x509.Certificate, certKey crypto.Signer, csr *x509.CertificateRequest) (*Request, error) {
+	return c.newRequest(ctx, smscep.RenewalReq, identity{cert: cert, key: certKey}, csr)
+}
+
+func (c *Client) newRequest(ctx context.Context, mt smscep.MessageType, signer identity, csr *x509.CertificateRequest) (*Request, error) {
 	caps, caCerts, err := c.discover(ctx)
 	if err != nil {
 		return nil, err
@@ -206,33 +239,44 @@ func (c *Client) pkiOperation(ctx context.Context, mt smscep.MessageType, signer
 	if err != nil {
 		return nil, err
 	}
-	var req *http.Request
-	if slices.Contains(caps, "POSTPKIOperation") || slices.Contains(caps, "SCEPStandard") {
-		req, err = http.NewRequest(http.MethodPost, c.URL+sep(c.URL)+"operation=PKIOperation", bytes.NewReader(msg))
+	return &Request{
+		Message: msg, transactionID: txID, nonce: nonce, signer: signer, csr: csr, caCerts: caCerts,
+		post: slices.Contains(caps, "POSTPKIOperation") || slices.Contains(caps, "SCEPStandard"),
+	}, nil
+}
+
+// Send sends req and returns the issued certificate, after checking that
+// the CertRep is signed by the server's RA or CA, answers this request, and
+// certifies the requested key. A refusal is a *FailureError.
+func (c *Client) Send(ctx context.Context, req *Request) (*x509.Certificate, error) {
+	var hreq *http.Request
+	var err error
+	if req.post {
+		hreq, err = http.NewRequest(http.MethodPost, c.URL+sep(c.URL)+"operation=PKIOperation", bytes.NewReader(req.Message))
 		if err == nil {
-			req.Header.Set("Content-Type", "application/x-pki-message")
+			hreq.Header.Set("Content-Type", "application/x-pki-message")
 		}
 	} else {
-		req, err = http.NewRequest(http.MethodGet, c.URL+sep(c.URL)+url.Values{
+		hreq, err = http.NewRequest(http.MethodGet, c.URL+sep(c.URL)+url.Values{
 			"operation": {"PKIOperation"},
-			"message":   {base64.StdEncoding.EncodeToString(msg)},
+			"message":   {base64.StdEncoding.EncodeToString(req.Message)},
 		}.Encode(), nil)
 	}
 	if err != nil {
 		return nil, err
 	}
-	body, err := c.do(ctx, req)
+	body, err := c.do(ctx, hreq)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := smscep.ParsePKIMessage(body, smscep.WithCACerts(caCerts))
+	rep, err := smscep.ParsePKIMessage(body, smscep.WithCACerts(req.caCerts))
 	if err != nil {
 		return nil, fmt.Errorf("scep: CertRep not signed by the server's RA/CA: %w", err)
 	}
 	if rep.MessageType != smscep.CertRep || rep.CertRepMessage == nil {
 		return nil, errors.New("scep: reply is not a CertRep")
 	}
-	if rep.TransactionID != txID || !bytes.Equal(rep.RecipientNonce, nonce) {
+	if rep.TransactionID != req.transactionID || !bytes.Equal(rep.RecipientNonce, req.nonce) {
 		return nil, errors.New("scep: CertRep does not answer this request (transactionID or recipientNonce differ)")
 	}
 	switch rep.PKIStatus {
@@ -242,11 +286,11 @@ func (c *Client) pkiOperation(ctx context.Context, mt smscep.MessageType, signer
 	case smscep.PENDING:
 		return nil, errors.New("scep: server answered PENDING; manual approval is not supported by this client")
 	}
-	if err := rep.DecryptPKIEnvelope(signer.cert, signer.key); err != nil {
+	if err := rep.DecryptPKIEnvelope(req.signer.cert, req.signer.key); err != nil {
 		return nil, fmt.Errorf("scep: CertRep envelope: %w", err)
 	}
 	cert := rep.Certificate
-	if !samePublicKey(cert.PublicKey, csr.PublicKey) {
+	if !samePublicKey(cert.PublicKey, req.csr.PublicKey) {
 		return nil, errors.New("scep: issued certificate is not for the requested key")
 	}
 	return cert, nil

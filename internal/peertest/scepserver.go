@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +22,22 @@ import (
 // output.
 func ScepServer(t testing.TB, challenge string) (url string, caPEM []byte) {
 	t.Helper()
+	// A 2048-bit CA key: the default of 4096 bits takes seconds to generate.
+	return ScepServerKeySize(t, challenge, 2048)
+}
+
+// ScepServerKeySize is ScepServer with a CA key of the given size; 4096 is
+// what `scepserver ca -init` makes by default.
+func ScepServerKeySize(t testing.TB, challenge string, bits int) (url string, caPEM []byte) {
+	t.Helper()
 	bin := Need(t, "scepserver", "scep")
 	dir := t.TempDir()
 	depot := filepath.Join(dir, "depot")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	// A 2048-bit CA key: the default of 4096 bits takes seconds to generate.
 	if out, err := run(ctx, cleanEnv(), dir, bin, "ca", "-init", "-depot", depot,
-		"-keySize", "2048", "-organization", "peertest", "-years", "1"); err != nil {
+		"-keySize", strconv.Itoa(bits), "-organization", "peertest", "-years", "1"); err != nil {
 		t.Fatalf("peertest: scepserver ca -init: %v\n%s", err, out)
 	}
 	caPEM, err := os.ReadFile(filepath.Join(depot, "ca.pem"))

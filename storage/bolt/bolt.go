@@ -17,7 +17,8 @@ var ErrLocked = errors.New("bolt: database is in use by another process")
 
 // A DB is an open Custody database.
 type DB struct {
-	db *bbolt.DB
+	db     *bbolt.DB
+	writes *committer
 }
 
 // Options tune Open. The zero value is the default.
@@ -25,9 +26,6 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the file; one second when zero.
 	LockTimeout time.Duration
-	// MaxBatchDelay bounds how long a write waits for others to share its
-	// transaction; 2ms when zero.
-	MaxBatchDelay time.Duration
 }
 
 // Open opens (creating if needed) the database file at path.
@@ -45,10 +43,6 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
-	if db.MaxBatchDelay == 0 {
-		db.MaxBatchDelay = 2 * time.Millisecond
-	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -61,11 +55,14 @@ func Open(path string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, writes: newCommitter(db)}, nil
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// Close waits for queued writes, then closes the database.
+func (d *DB) Close() error {
+	d.writes.close()
+	return d.db.Close()
+}
 
 var allBuckets = [][]byte{bucketChallenges, bucketCerts, bucketSerials}
 

@@ -1,6 +1,7 @@
 package bolt_test
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -33,5 +34,17 @@ func TestOpenLocked(t *testing.T) {
 	_, err := bolt.Open(path, bolt.Options{LockTimeout: 50 * time.Millisecond})
 	if !errors.Is(err, bolt.ErrLocked) {
 		t.Fatalf("second Open error = %v, want ErrLocked", err)
+	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "custody.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	err = db.SCEP().PutCert(context.Background(), &scep.IssuedCert{Fingerprint: "ab", Serial: "01"})
+	if !errors.Is(err, bolt.ErrClosed) {
+		t.Fatalf("write after Close: %v, want ErrClosed", err)
 	}
 }

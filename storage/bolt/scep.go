@@ -17,19 +17,22 @@ var (
 )
 
 // SCEPStore implements scep.Store.
-type SCEPStore struct{ db *bbolt.DB }
+type SCEPStore struct {
+	db     *bbolt.DB
+	writes *committer
+}
 
 var _ scep.Store = (*SCEPStore)(nil)
 
 // SCEP returns the database's scep.Store.
-func (d *DB) SCEP() *SCEPStore { return &SCEPStore{db: d.db} }
+func (d *DB) SCEP() *SCEPStore { return &SCEPStore{db: d.db, writes: d.writes} }
 
 // PutChallenge implements scep.Store.
 func (s *SCEPStore) PutChallenge(ctx context.Context, c *scep.Challenge) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.writes.update(func(tx *bbolt.Tx) error {
 		return putJSON(tx.Bucket(bucketChallenges), c.Hash, c)
 	})
 }
@@ -58,7 +61,7 @@ func (s *SCEPStore) ConsumeChallenge(ctx context.Context, hash []byte, now time.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.writes.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChallenges)
 		var c scep.Challenge
 		ok, err := getJSON(b, hash, &c)
@@ -86,7 +89,7 @@ func (s *SCEPStore) PutCert(ctx context.Context, cert *scep.IssuedCert) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error { return putCert(tx, cert) })
+	return s.writes.update(func(tx *bbolt.Tx) error { return putCert(tx, cert) })
 }
 
 func putCert(tx *bbolt.Tx, cert *scep.IssuedCert) error {
@@ -144,7 +147,7 @@ func (s *SCEPStore) RevokeCert(ctx context.Context, fingerprint string, at time.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.writes.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketCerts)
 		var c scep.IssuedCert
 		ok, err := getJSON(b, []byte(fingerprint), &c)
@@ -160,4 +163,3 @@ func (s *SCEPStore) RevokeCert(ctx context.Context, fingerprint string, at time.
 		return putJSON(b, []byte(fingerprint), &c)
 	})
 }
-
