@@ -225,3 +225,27 @@ func TestAdminAPIRefusals(t *testing.T) {
 		}
 	}
 }
+
+func TestCertValidityFlag(t *testing.T) {
+	dir := t.TempDir()
+	err := run(context.Background(), []string{"serve", "--data", dir, "--cert-validity", "soon"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--cert-validity") {
+		t.Fatalf("serve with a bad --cert-validity: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, fileCAKey)); err == nil {
+		t.Error("a refused start initialised the data dir")
+	}
+	t.Setenv("CUSTODY_CERT_VALIDITY", "720h")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	url, _ := startServe(t, ctx, dir)
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	csr, _ := scep.NewCSR(key, pkix.Name{CommonName: "short-lived"}, mintChallenge(t, dir))
+	cert, err := (&scep.Client{URL: url + "/scep"}).Enroll(context.Background(), key, csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cert.NotAfter.Sub(cert.NotBefore); d < 719*time.Hour || d > 721*time.Hour {
+		t.Errorf("validity %v, want 720h from CUSTODY_CERT_VALIDITY", d)
+	}
+}

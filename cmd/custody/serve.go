@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
 )
 
@@ -19,6 +20,7 @@ func serveCmd() *cobra.Command {
 	var (
 		dataPath, listen, baseURL, tlsCert, tlsKey, logFormat string
 		debug                                                 bool
+		certValidity                                          string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -28,7 +30,8 @@ func serveCmd() *cobra.Command {
 The first start initialises the data dir: the device CA, the profile-signing
 identity and the admin API token (written to DIR/admin.token). Later starts
 reuse them. Every flag has an environment equivalent (CUSTODY_DATA,
-CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY).`,
+CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY,
+CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (tlsCert == "") != (tlsKey == "") {
@@ -56,6 +59,10 @@ CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY).`,
 				return fmt.Errorf("--base-url %q: want an absolute http or https URL", baseURL)
 			}
 
+			validity, err := time.ParseDuration(certValidity)
+			if err != nil || validity <= 0 {
+				return fmt.Errorf("--cert-validity %q: want a positive duration such as 8760h", certValidity)
+			}
 			data, err := openDataDir(dataPath)
 			if err != nil {
 				return err
@@ -74,6 +81,7 @@ CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY).`,
 			abs, _ := filepath.Abs(data.file(fileAdminToken))
 			fmt.Fprintf(cmd.ErrOrStderr(), "custody: admin API token in %s\n", abs)
 
+			data.ca.Validity = validity
 			srv := newServer(data, db, log)
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -108,6 +116,7 @@ CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY).`,
 	f.StringVar(&tlsCert, "tls-cert", envDefault("CUSTODY_TLS_CERT", ""), "TLS certificate (PEM); without it, plain HTTP for use behind a TLS proxy")
 	f.StringVar(&tlsKey, "tls-key", envDefault("CUSTODY_TLS_KEY", ""), "TLS private key (PEM)")
 	f.StringVar(&logFormat, "log-format", envDefault("CUSTODY_LOG_FORMAT", "text"), "log format: text or json")
+	f.StringVar(&certValidity, "cert-validity", envDefault("CUSTODY_CERT_VALIDITY", scep.DefaultValidity.String()), "validity of issued device certificates")
 	f.BoolVar(&debug, "debug", false, "log every request")
 	return cmd
 }
