@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,11 +26,12 @@ type apiClient struct {
 
 // addAPIFlags adds --server, --token and --data to an admin subcommand.
 func addAPIFlags(cmd *cobra.Command) func() (*apiClient, error) {
-	var server, token, data string
+	var server, token, data, tlsCA string
 	f := cmd.PersistentFlags()
 	f.StringVar(&server, "server", os.Getenv("CUSTODY_SERVER"), "admin API URL (env CUSTODY_SERVER)")
 	f.StringVar(&token, "token", os.Getenv("CUSTODY_TOKEN"), "admin API token (env CUSTODY_TOKEN)")
 	f.StringVar(&data, "data", "", "read the server URL and token from this local data dir")
+	f.StringVar(&tlsCA, "tls-ca", os.Getenv("CUSTODY_TLS_CA"), "PEM CA certificates to trust for the server's TLS certificate, besides the system's (env CUSTODY_TLS_CA)")
 	return func() (*apiClient, error) {
 		if data == "" && server == "" && token == "" {
 			data = envDefault("CUSTODY_DATA", "./custody-data")
@@ -52,7 +55,22 @@ func addAPIFlags(cmd *cobra.Command) func() (*apiClient, error) {
 		if server == "" || token == "" {
 			return nil, errors.New("give --server and --token (or CUSTODY_SERVER and CUSTODY_TOKEN), or --data DIR")
 		}
-		return &apiClient{url: strings.TrimRight(server, "/"), token: token, http: &http.Client{Timeout: time.Minute}}, nil
+		hc := &http.Client{Timeout: time.Minute}
+		if tlsCA != "" {
+			pem, err := os.ReadFile(tlsCA)
+			if err != nil {
+				return nil, err
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--tls-ca %s: no PEM certificates", tlsCA)
+			}
+			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		}
+		return &apiClient{url: strings.TrimRight(server, "/"), token: token, http: hc}, nil
 	}
 }
 
