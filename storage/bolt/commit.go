@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"errors"
+	"sync"
 
 	bbolt "go.etcd.io/bbolt"
 )
@@ -26,6 +27,11 @@ type committer struct {
 	calls chan *call
 	stop  chan struct{}
 	done  chan struct{}
+
+	// mu orders sends on calls before close: a send starts only while
+	// closed is false, and close waits for sends under way to finish.
+	mu     sync.RWMutex
+	closed bool
 }
 
 type call struct {
@@ -46,11 +52,13 @@ func newCommitter(db *bbolt.DB) *committer {
 // update runs fn in a write transaction shared with concurrent callers.
 func (c *committer) update(fn func(*bbolt.Tx) error) error {
 	cl := &call{fn: fn, done: make(chan struct{})}
-	select {
-	case c.calls <- cl:
-	case <-c.stop:
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
 		return ErrClosed
 	}
+	c.calls <- cl // the loop drains calls until close, so this completes
+	c.mu.RUnlock()
 	<-cl.done
 	return cl.err
 }
@@ -88,6 +96,13 @@ func (c *committer) loop() {
 
 // close stops the committer after the queued writes have run.
 func (c *committer) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
 	close(c.stop)
 	<-c.done
 }
