@@ -51,14 +51,6 @@ func (e *FailureError) Error() string {
 	return s
 }
 
-func failInfoName(fi smscep.FailInfo) string {
-	switch fi {
-	case BadAlg, BadMessageCheck, BadRequest, BadTime, BadCertID:
-		return fi.String()
-	}
-	return "failInfo " + string(fi)
-}
-
 // NewCSR creates a PKCS#10 request for key with the given subject and, if
 // challenge is not empty, a challengePassword attribute.
 func NewCSR(key crypto.Signer, subject pkix.Name, challenge string) (*x509.CertificateRequest, error) {

@@ -32,6 +32,24 @@ const (
 	BadCertID       = smscep.BadCertID
 )
 
+// failInfoName gives RFC 8894's name for a failInfo, without panicking on
+// values from a peer (smallstep/scep's String does).
+func failInfoName(fi smscep.FailInfo) string {
+	switch fi {
+	case BadAlg:
+		return "badAlg"
+	case BadMessageCheck:
+		return "badMessageCheck"
+	case BadRequest:
+		return "badRequest"
+	case BadTime:
+		return "badTime"
+	case BadCertID:
+		return "badCertId"
+	}
+	return "failInfo " + string(fi)
+}
+
 // An identity is a certificate and its private key: the RA that signs
 // replies, or a client that signs requests.
 type identity struct {

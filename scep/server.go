@@ -145,7 +145,7 @@ type refusal struct {
 	reason string
 }
 
-func (e *refusal) Error() string { return "scep: refused (" + string(e.info) + "): " + e.reason }
+func (e *refusal) Error() string { return "scep: refused (" + failInfoName(e.info) + "): " + e.reason }
 
 func refuse(info smscep.FailInfo, format string, args ...any) *refusal {
 	return &refusal{info: info, reason: fmt.Sprintf(format, args...)}
@@ -179,9 +179,9 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request) {
 	var ref *refusal
 	switch {
 	case errors.As(err, &ref):
-		s.Metrics.request(op, "refused_"+string(ref.info))
+		s.Metrics.request(op, "refused_"+failInfoName(ref.info))
 		s.log().Info("scep: refused", "transaction_id", req.transactionID, "message_type", string(req.messageType),
-			"fail_info", string(ref.info), "reason", ref.reason, "remote", r.RemoteAddr)
+			"fail_info", failInfoName(ref.info), "reason", ref.reason, "remote", r.RemoteAddr)
 		out, err = req.failure(ra, ref.info, ref.reason)
 	case err != nil:
 		s.Metrics.request(op, "error")
