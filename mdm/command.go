@@ -1,0 +1,164 @@
+package mdm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/micromdm/plist"
+)
+
+// A Command is an MDM command: one of the generated types of
+// commands_gen.go, or a RawCommand. Its MarshalPlist writes the command
+// dictionary, RequestType included.
+type Command interface {
+	RequestType() string
+	MarshalPlist() (any, error)
+}
+
+// RawCommand is any command as a plain dictionary, for commands newer than
+// the schema this package was generated from. Keys holds the command's keys
+// other than RequestType.
+type RawCommand struct {
+	Type string
+	Keys map[string]any
+}
+
+// RequestType returns c.Type.
+func (c *RawCommand) RequestType() string { return c.Type }
+
+// MarshalPlist writes the keys with RequestType added.
+func (c *RawCommand) MarshalPlist() (any, error) {
+	d := make(map[string]any, len(c.Keys)+1)
+	for k, v := range c.Keys {
+		d[k] = v
+	}
+	d["RequestType"] = c.Type
+	return d, nil
+}
+
+// A CommandPayload is what the server sends a device: a command and the
+// UUID its response will carry.
+type CommandPayload struct {
+	CommandUUID string
+	Command     Command
+}
+
+// MarshalCommand encodes a command for the device as an XML plist.
+func MarshalCommand(uuid string, c Command) ([]byte, error) {
+	if uuid == "" {
+		return nil, errors.New("mdm: command without a CommandUUID")
+	}
+	// The encoder does not look through an interface to a pointer, so the
+	// command's dictionary is made here.
+	dict, err := c.MarshalPlist()
+	if err != nil {
+		return nil, fmt.Errorf("mdm: %s: %w", c.RequestType(), err)
+	}
+	return plist.Marshal(struct {
+		CommandUUID string
+		Command     any
+	}{uuid, dict})
+}
+
+// DecodeCommand decodes a command payload as a device receives it. A
+// RequestType without a generated type decodes into a *RawCommand.
+func DecodeCommand(raw []byte) (*CommandPayload, error) {
+	var head struct {
+		CommandUUID string
+		Command     map[string]any
+	}
+	if err := plist.Unmarshal(raw, &head); err != nil {
+		return nil, fmt.Errorf("mdm: command payload is not a plist dictionary: %w", err)
+	}
+	rt, _ := head.Command["RequestType"].(string)
+	if head.CommandUUID == "" || rt == "" {
+		return nil, errors.New("mdm: command payload lacks CommandUUID or Command.RequestType")
+	}
+	c := newCommand(rt)
+	if c == nil {
+		delete(head.Command, "RequestType")
+		return &CommandPayload{CommandUUID: head.CommandUUID, Command: &RawCommand{Type: rt, Keys: head.Command}}, nil
+	}
+	if err := plist.Unmarshal(raw, &struct{ Command any }{c}); err != nil {
+		return nil, fmt.Errorf("mdm: %s command: %w", rt, err)
+	}
+	return &CommandPayload{CommandUUID: head.CommandUUID, Command: c}, nil
+}
+
+// Status values of a command response (or of an idle check-in).
+const (
+	StatusIdle               = "Idle"
+	StatusAcknowledged       = "Acknowledged"
+	StatusError              = "Error"
+	StatusCommandFormatError = "CommandFormatError"
+	StatusNotNow             = "NotNow"
+)
+
+// CommandResult holds the keys every response to the server URL carries.
+// The generated response types embed it.
+type CommandResult struct {
+	Status           string           `plist:"Status"`
+	CommandUUID      string           `plist:"CommandUUID,omitempty"`
+	UDID             string           `plist:"UDID,omitempty"`
+	EnrollmentID     string           `plist:"EnrollmentID,omitempty"`
+	EnrollmentUserID string           `plist:"EnrollmentUserID,omitempty"`
+	UserID           string           `plist:"UserID,omitempty"`
+	UserShortName    string           `plist:"UserShortName,omitempty"`
+	UserLongName     string           `plist:"UserLongName,omitempty"`
+	NotOnConsole     bool             `plist:"NotOnConsole,omitempty"`
+	ErrorChain       []ErrorChainItem `plist:"ErrorChain,omitempty"`
+}
+
+// Result returns the common keys; it lets code handle any response type.
+func (r *CommandResult) Result() *CommandResult { return r }
+
+// An ErrorChainItem is one error of a response's ErrorChain.
+type ErrorChainItem struct {
+	ErrorCode            int    `plist:"ErrorCode"`
+	ErrorDomain          string `plist:"ErrorDomain"`
+	LocalizedDescription string `plist:"LocalizedDescription,omitempty"`
+	USEnglishDescription string `plist:"USEnglishDescription,omitempty"`
+}
+
+// A Response is a decoded response to the server URL.
+type Response struct {
+	CommandResult
+	// Typed is the response decoded into the generated type for the
+	// command's RequestType (*DeviceInformationResponse, say), when the
+	// caller knows the RequestType and the Status carries a result.
+	Typed any
+	// Raw is the body as the device sent it.
+	Raw []byte
+}
+
+// DecodeResponse decodes a request to the server URL: an Idle status or the
+// response to a command. requestType, when not empty, is the RequestType of
+// the command the response answers, known to the server from its queue.
+func DecodeResponse(raw []byte, requestType string) (*Response, error) {
+	r := &Response{Raw: raw}
+	if err := plist.Unmarshal(raw, &r.CommandResult); err != nil {
+		return nil, fmt.Errorf("mdm: response is not a plist dictionary: %w", err)
+	}
+	switch r.Status {
+	case StatusIdle:
+		return r, nil
+	case StatusAcknowledged, StatusError, StatusCommandFormatError, StatusNotNow:
+	case "":
+		return nil, errors.New("mdm: response has no Status")
+	default:
+		return nil, fmt.Errorf("mdm: response has unknown Status %q", r.Status)
+	}
+	if r.CommandUUID == "" {
+		return nil, fmt.Errorf("mdm: %s response has no CommandUUID", r.Status)
+	}
+	if requestType == "" || r.Status != StatusAcknowledged {
+		return r, nil
+	}
+	if t := newCommandResponse(requestType); t != nil {
+		if err := plist.Unmarshal(raw, t); err != nil {
+			return nil, fmt.Errorf("mdm: %s response: %w", requestType, err)
+		}
+		r.Typed = t
+	}
+	return r, nil
+}
