@@ -64,7 +64,10 @@ func (d *DB) Close() error {
 	return d.db.Close()
 }
 
-var allBuckets = [][]byte{bucketChallenges, bucketCerts, bucketSerials}
+var allBuckets = [][]byte{
+	bucketChallenges, bucketCerts, bucketSerials,
+	bucketEnrollments, bucketCertBinding, bucketCommands, bucketQueue, bucketQueueIndex, bucketResults,
+}
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 	data := b.Get(key)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
 	"github.com/custodymdm/custody/storage/storagetest"
@@ -47,4 +48,10 @@ func TestWriteAfterClose(t *testing.T) {
 	if !errors.Is(err, bolt.ErrClosed) {
 		t.Fatalf("write after Close: %v, want ErrClosed", err)
 	}
+}
+
+func TestMDMStore(t *testing.T) {
+	storagetest.RunMDM(t, func(t *testing.T) mdm.Store {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).MDM()
+	})
 }

@@ -1,0 +1,405 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/custodymdm/custody/mdm"
+)
+
+var (
+	bucketEnrollments = []byte("mdm.enrollments") // id → Enrollment
+	bucketCertBinding = []byte("mdm.certs")       // cert fingerprint → enrollment id
+	bucketCommands    = []byte("mdm.commands")    // command uuid → QueuedCommand (payload)
+	bucketQueue       = []byte("mdm.queue")       // id \x00 seq → queueEntry
+	bucketQueueIndex  = []byte("mdm.queueidx")    // id \x00 uuid → seq
+	bucketResults     = []byte("mdm.results")     // id \x00 seq → Result
+)
+
+type queueEntry struct {
+	UUID   string `json:"uuid"`
+	NotNow bool   `json:"not_now,omitempty"`
+}
+
+// MDMStore implements mdm.Store.
+type MDMStore struct {
+	db     *bbolt.DB
+	writes *committer
+}
+
+var _ mdm.Store = (*MDMStore)(nil)
+
+// MDM returns the database's mdm.Store.
+func (d *DB) MDM() *MDMStore { return &MDMStore{db: d.db, writes: d.writes} }
+
+func prefix(id string) []byte { return append([]byte(id), 0) }
+
+func seqKey(id string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefix(id), seq)
+}
+
+func (s *MDMStore) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.writes.update(fn)
+}
+
+func (s *MDMStore) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func getEnrollment(tx *bbolt.Tx, id string) (*mdm.Enrollment, error) {
+	var e mdm.Enrollment
+	ok, err := getJSON(tx.Bucket(bucketEnrollments), []byte(id), &e)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: enrollment %q", mdm.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// userChannels returns the IDs of a device's user-channel enrollments.
+func userChannels(tx *bbolt.Tx, deviceID string) [][]byte {
+	var ids [][]byte
+	p := []byte(deviceID + ":")
+	c := tx.Bucket(bucketEnrollments).Cursor()
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		ids = append(ids, bytes.Clone(k))
+	}
+	return ids
+}
+
+func clearQueue(tx *bbolt.Tx, id string) error {
+	q, idx := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex)
+	p := prefix(id)
+	var keys [][]byte
+	c := q.Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		var e queueEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return err
+		}
+		keys = append(keys, bytes.Clone(k))
+		if err := idx.Delete(append(prefix(id), e.UUID...)); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		if err := q.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bindCert(tx *bbolt.Tx, e *mdm.Enrollment, fingerprint string) error {
+	certs := tx.Bucket(bucketCertBinding)
+	if e.CertFingerprint != "" && e.CertFingerprint != fingerprint {
+		if err := certs.Delete([]byte(e.CertFingerprint)); err != nil {
+			return err
+		}
+	}
+	if prev := certs.Get([]byte(fingerprint)); prev != nil && string(prev) != e.ID {
+		// The certificate moves: the other enrollment loses it.
+		other, err := getEnrollment(tx, string(prev))
+		if err == nil && other.CertFingerprint == fingerprint {
+			other.CertFingerprint = ""
+			if err := putJSON(tx.Bucket(bucketEnrollments), []byte(other.ID), other); err != nil {
+				return err
+			}
+		}
+	}
+	e.CertFingerprint = fingerprint
+	return certs.Put([]byte(fingerprint), []byte(e.ID))
+}
+
+// Authenticated implements mdm.Store.
+func (s *MDMStore) Authenticated(ctx context.Context, e *mdm.Enrollment) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		rec := *e
+		rec.Enabled = false
+		old, err := getEnrollment(tx, e.ID)
+		switch {
+		case err == nil:
+			rec.CreatedAt = old.CreatedAt
+			rec.CertFingerprint = old.CertFingerprint
+		case errors.Is(err, mdm.ErrNotFound):
+		default:
+			return err
+		}
+		if err := clearQueue(tx, e.ID); err != nil {
+			return err
+		}
+		for _, u := range userChannels(tx, e.ID) {
+			if err := clearQueue(tx, string(u)); err != nil {
+				return err
+			}
+		}
+		if e.CertFingerprint != "" {
+			if err := bindCert(tx, &rec, e.CertFingerprint); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx.Bucket(bucketEnrollments), []byte(rec.ID), &rec)
+	})
+}
+
+// TokenUpdated implements mdm.Store.
+func (s *MDMStore) TokenUpdated(ctx context.Context, e *mdm.Enrollment) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		rec, err := getEnrollment(tx, e.ID)
+		switch {
+		case errors.Is(err, mdm.ErrNotFound):
+			c := *e
+			rec = &c
+		case err != nil:
+			return err
+		}
+		rec.Topic, rec.PushMagic, rec.Token, rec.TokenInvalid = e.Topic, e.PushMagic, e.Token, false
+		if len(e.UnlockToken) > 0 {
+			rec.UnlockToken = e.UnlockToken
+		}
+		rec.TokenUpdateAt, rec.LastSeenAt = e.TokenUpdateAt, e.LastSeenAt
+		rec.Enabled = true
+		if rec.CertFingerprint == "" && e.CertFingerprint != "" {
+			if err := bindCert(tx, rec, e.CertFingerprint); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx.Bucket(bucketEnrollments), []byte(rec.ID), rec)
+	})
+}
+
+// Disable implements mdm.Store.
+func (s *MDMStore) Disable(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		ids := append([][]byte{[]byte(id)}, userChannels(tx, id)...)
+		for _, k := range ids {
+			e, err := getEnrollment(tx, string(k))
+			if err != nil {
+				return err
+			}
+			e.Enabled = false
+			if err := putJSON(tx.Bucket(bucketEnrollments), k, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Enrollment implements mdm.Store.
+func (s *MDMStore) Enrollment(ctx context.Context, id string) (*mdm.Enrollment, error) {
+	var e *mdm.Enrollment
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		e, err = getEnrollment(tx, id)
+		return err
+	})
+	return e, err
+}
+
+// Enrollments implements mdm.Store.
+func (s *MDMStore) Enrollments(ctx context.Context, fn func(*mdm.Enrollment) bool) error {
+	return s.view(ctx, func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketEnrollments).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var e mdm.Enrollment
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if !fn(&e) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Update implements mdm.Store.
+func (s *MDMStore) Update(ctx context.Context, id string, fn func(*mdm.Enrollment) error) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		e, err := getEnrollment(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		e.ID = id
+		return putJSON(tx.Bucket(bucketEnrollments), []byte(id), e)
+	})
+}
+
+// EnrollmentForCert implements mdm.Store.
+func (s *MDMStore) EnrollmentForCert(ctx context.Context, fingerprint string) (string, error) {
+	var id string
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketCertBinding).Get([]byte(fingerprint))
+		if v == nil {
+			return mdm.ErrNotFound
+		}
+		id = string(v)
+		return nil
+	})
+	return id, err
+}
+
+// BindCert implements mdm.Store.
+func (s *MDMStore) BindCert(ctx context.Context, id, fingerprint string) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		e, err := getEnrollment(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := bindCert(tx, e, fingerprint); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bucketEnrollments), []byte(id), e)
+	})
+}
+
+// Enqueue implements mdm.Store.
+func (s *MDMStore) Enqueue(ctx context.Context, ids []string, cmd *mdm.QueuedCommand) error {
+	if cmd.UUID == "" {
+		return errors.New("bolt: command without a UUID")
+	}
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		q, idx := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex)
+		stored := *cmd
+		stored.NotNow = false
+		if err := putJSON(tx.Bucket(bucketCommands), []byte(cmd.UUID), &stored); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := getEnrollment(tx, id); err != nil {
+				return err
+			}
+			ik := append(prefix(id), cmd.UUID...)
+			if idx.Get(ik) != nil {
+				continue // already queued: enqueueing is idempotent
+			}
+			seq, err := q.NextSequence()
+			if err != nil {
+				return err
+			}
+			key := seqKey(id, seq)
+			if err := putJSON(q, key, queueEntry{UUID: cmd.UUID}); err != nil {
+				return err
+			}
+			if err := idx.Put(ik, key[len(key)-8:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *MDMStore) queued(tx *bbolt.Tx, id string, fn func(*mdm.QueuedCommand) bool) error {
+	cmds := tx.Bucket(bucketCommands)
+	p := prefix(id)
+	c := tx.Bucket(bucketQueue).Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		var e queueEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return err
+		}
+		var qc mdm.QueuedCommand
+		ok, err := getJSON(cmds, []byte(e.UUID), &qc)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("bolt: queued command %s has no payload", e.UUID)
+		}
+		qc.NotNow = e.NotNow
+		if !fn(&qc) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// NextCommand implements mdm.Store.
+func (s *MDMStore) NextCommand(ctx context.Context, id string, skipNotNow bool) (*mdm.QueuedCommand, error) {
+	var next *mdm.QueuedCommand
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return s.queued(tx, id, func(c *mdm.QueuedCommand) bool {
+			if skipNotNow && c.NotNow {
+				return true
+			}
+			next = c
+			return false
+		})
+	})
+	return next, err
+}
+
+// Queue implements mdm.Store.
+func (s *MDMStore) Queue(ctx context.Context, id string) ([]*mdm.QueuedCommand, error) {
+	var all []*mdm.QueuedCommand
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return s.queued(tx, id, func(c *mdm.QueuedCommand) bool { all = append(all, c); return true })
+	})
+	return all, err
+}
+
+// StoreResult implements mdm.Store.
+func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		q, idx, res := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex), tx.Bucket(bucketResults)
+		ik := append(prefix(r.EnrollmentID), r.CommandUUID...)
+		seq := idx.Get(ik)
+		if seq == nil {
+			return fmt.Errorf("%w: %s for %s", mdm.ErrUnknownCommand, r.CommandUUID, r.EnrollmentID)
+		}
+		qk := append(prefix(r.EnrollmentID), seq...)
+		if r.Status == mdm.StatusNotNow {
+			if err := putJSON(q, qk, queueEntry{UUID: r.CommandUUID, NotNow: true}); err != nil {
+				return err
+			}
+		} else {
+			if err := q.Delete(qk); err != nil {
+				return err
+			}
+			if err := idx.Delete(ik); err != nil {
+				return err
+			}
+		}
+		n, err := res.NextSequence()
+		if err != nil {
+			return err
+		}
+		return putJSON(res, seqKey(r.EnrollmentID, n), r)
+	})
+}
+
+// Results implements mdm.Store.
+func (s *MDMStore) Results(ctx context.Context, id string) ([]*mdm.Result, error) {
+	var all []*mdm.Result
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		p := prefix(id)
+		c := tx.Bucket(bucketResults).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			var r mdm.Result
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			all = append(all, &r)
+		}
+		return nil
+	})
+	return all, err
+}
