@@ -3,6 +3,7 @@ package mdm
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/micromdm/plist"
 )
@@ -79,8 +80,15 @@ func DecodeCommand(raw []byte) (*CommandPayload, error) {
 		delete(head.Command, "RequestType")
 		return &CommandPayload{CommandUUID: head.CommandUUID, Command: &RawCommand{Type: rt, Keys: head.Command}}, nil
 	}
-	if err := plist.Unmarshal(raw, &struct{ Command any }{c}); err != nil {
+	// Decode into a struct whose Command field has the command's concrete
+	// type: the decoder replaces an interface's value rather than filling
+	// the pointer it holds.
+	wrapper := reflect.New(reflect.StructOf([]reflect.StructField{{Name: "Command", Type: reflect.TypeOf(c)}}))
+	if err := plist.Unmarshal(raw, wrapper.Interface()); err != nil {
 		return nil, fmt.Errorf("mdm: %s command: %w", rt, err)
+	}
+	if decoded, ok := wrapper.Elem().Field(0).Interface().(Command); ok && !reflect.ValueOf(decoded).IsNil() {
+		c = decoded
 	}
 	return &CommandPayload{CommandUUID: head.CommandUUID, Command: c}, nil
 }

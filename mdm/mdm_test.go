@@ -93,6 +93,31 @@ func TestSettingsItems(t *testing.T) {
 	}
 }
 
+// Values survive the round trip, nested dictionaries and data included.
+func TestCommandValuesRoundTrip(t *testing.T) {
+	yes := true
+	in := &EraseDevice{PIN: "123456", PreserveDataPlan: &yes, ReturnToService: &EraseDeviceReturnToService{Enabled: true, WiFiProfileData: []byte("wifi")}}
+	raw, err := MarshalCommand("u", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := DecodeCommand(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, ok := p.Command.(*EraseDevice)
+	if !ok || out.PIN != "123456" || out.PreserveDataPlan == nil || !*out.PreserveDataPlan ||
+		out.ReturnToService == nil || !out.ReturnToService.Enabled || string(out.ReturnToService.WiFiProfileData) != "wifi" {
+		t.Errorf("decoded %+v (ReturnToService %+v), want the values sent", out, out.ReturnToService)
+	}
+	profile := []byte("<plist><dict/></plist>")
+	raw, _ = MarshalCommand("u", &InstallProfile{Payload: profile})
+	p, _ = DecodeCommand(raw)
+	if ip, _ := p.Command.(*InstallProfile); ip == nil || string(ip.Payload) != string(profile) {
+		t.Errorf("InstallProfile payload lost: %+v", p.Command)
+	}
+}
+
 func TestRawCommand(t *testing.T) {
 	raw, err := MarshalCommand("u1", &RawCommand{Type: "FutureThing", Keys: map[string]any{"Level": 3}})
 	if err != nil {
