@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/scep"
 )
 
@@ -161,4 +162,45 @@ func (s *server) revokeCert(w http.ResponseWriter, r *http.Request) {
 		c, _ := s.db.SCEP().Cert(r.Context(), fp)
 		writeJSON(w, http.StatusOK, toCertJSON(c, false))
 	}
+}
+
+type enrollmentRequest struct {
+	TTL  string `json:"ttl,omitempty"` // Go duration; enroll.DefaultTokenTTL when empty
+	Note string `json:"note,omitempty"`
+	For  string `json:"for,omitempty"`
+}
+
+type enrollmentResponse struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (s *server) createEnrollment(w http.ResponseWriter, r *http.Request) {
+	var req enrollmentRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		var err error
+		ttl, err = time.ParseDuration(req.TTL)
+		if err != nil || ttl <= 0 || ttl > maxChallengeTTL {
+			writeError(w, http.StatusBadRequest, "ttl: want a positive duration up to 2160h, such as 24h")
+			return
+		}
+	}
+	if len(req.Note) > 1024 || len(req.For) > 256 {
+		writeError(w, http.StatusBadRequest, "note (1024 bytes) or for (256 bytes) too long")
+		return
+	}
+	t, secret, err := enroll.NewToken(r.Context(), s.db.Enroll(), ttl, req.Note, req.For)
+	if err != nil {
+		s.log.Error("create enrollment", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not store the enrollment token")
+		return
+	}
+	s.log.Info("enrollment link created", "token_id", t.ID, "for", t.For, "expires_at", t.ExpiresAt)
+	writeJSON(w, http.StatusCreated, enrollmentResponse{ID: t.ID, URL: s.baseURL + "/enroll/" + secret, ExpiresAt: t.ExpiresAt})
 }

@@ -213,3 +213,37 @@ func certsCmd() *cobra.Command {
 	cmd.AddCommand(list, revoke)
 	return cmd
 }
+
+func enrollCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "enroll", Short: "Apple enrollment links"}
+	client := addAPIFlags(cmd)
+	var ttl time.Duration
+	var note, mintedFor string
+	newCmd := &cobra.Command{
+		Use:   "new",
+		Short: "Print a one-time enrollment URL serving a signed profile",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			req := enrollmentRequest{Note: note, For: mintedFor}
+			if ttl != 0 {
+				req.TTL = ttl.String()
+			}
+			var resp enrollmentResponse
+			if err := c.call(cmd, http.MethodPost, "/api/v1/enrollments", req, &resp); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), resp.URL)
+			fmt.Fprintf(cmd.ErrOrStderr(), "enrollment %s, valid until %s\n", resp.ID, resp.ExpiresAt.Local().Format(time.RFC3339))
+			return nil
+		},
+	}
+	newCmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the link is valid (default 168h)")
+	newCmd.Flags().StringVar(&note, "note", "", "note stored with the link")
+	newCmd.Flags().StringVar(&mintedFor, "for", "", "id of what the link is for, recorded on the device certificate")
+	cmd.AddCommand(newCmd)
+	return cmd
+}

@@ -29,6 +29,7 @@ import (
 //	profile-signing.pem/.key  the identity that signs enrollment profiles
 //	admin.token            bearer token of the admin API (0600)
 //	server.json            where the running server listens, for the CLI
+//	apns-topic             the APNs topic until a push certificate is uploaded
 const (
 	fileDB             = "custody.db"
 	fileCACert         = "ca.pem"
@@ -39,6 +40,7 @@ const (
 	fileProfileKey     = "profile-signing.key"
 	fileAdminToken     = "admin.token"
 	fileServerInfo     = "server.json"
+	fileTopic          = "apns-topic"
 	caValidity         = 10 * 365 * 24 * time.Hour
 	profileKeyValidity = 2 * 365 * 24 * time.Hour
 )
@@ -51,7 +53,8 @@ type dataDir struct {
 	profile    *x509.Certificate
 	profileKey crypto.Signer
 	adminToken string
-	created    bool // initialised by this start
+	topic      string // APNs topic devices subscribe to
+	created    bool   // initialised by this start
 }
 
 // openDataDir loads the data dir at path, initialising it on first use.
@@ -144,6 +147,9 @@ func (d *dataDir) load() error {
 		return err
 	}
 	d.adminToken = strings.TrimSpace(string(tok))
+	if d.topic, err = d.loadTopic(); err != nil {
+		return err
+	}
 	if d.adminToken == "" {
 		return fmt.Errorf("%s is empty", d.file(fileAdminToken))
 	}
@@ -248,4 +254,23 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// loadTopic returns the APNs topic, creating a development topic on first
+// use: devices enrol with it before a push certificate is uploaded (pushes
+// then go to whatever APNs host is configured, a fake in tests).
+func (d *dataDir) loadTopic() (string, error) {
+	data, err := os.ReadFile(d.file(fileTopic))
+	if err == nil {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	topic := fmt.Sprintf("com.apple.mgmt.External.%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+	return topic, writeFileAtomic(d.file(fileTopic), []byte(topic+"\n"), 0o644)
 }

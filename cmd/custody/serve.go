@@ -52,11 +52,10 @@ CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 			if tlsCert != "" {
 				scheme = "https"
 			}
-			if baseURL == "" {
-				baseURL = scheme + "://" + listen
-			}
-			if u, err := url.Parse(baseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				return fmt.Errorf("--base-url %q: want an absolute http or https URL", baseURL)
+			if baseURL != "" {
+				if u, err := url.Parse(baseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+					return fmt.Errorf("--base-url %q: want an absolute http or https URL", baseURL)
+				}
 			}
 
 			validity, err := time.ParseDuration(certValidity)
@@ -82,12 +81,16 @@ CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 			fmt.Fprintf(cmd.ErrOrStderr(), "custody: admin API token in %s\n", abs)
 
 			data.ca.Validity = validity
-			srv := newServer(data, db, log)
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return err
 			}
 			apiURL := scheme + "://" + ln.Addr().String()
+			if baseURL == "" {
+				// From the bound address, so --listen :0 gets its real port.
+				baseURL = apiURL
+			}
+			srv := newServer(data, db, log, baseURL)
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/custodymdm/custody/enroll"
+	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
 )
@@ -29,18 +31,21 @@ const maxAPIBody = 1 << 20
 type server struct {
 	data    *dataDir
 	db      *bolt.DB
+	baseURL string
 	scep    *scep.Server
+	mdm     *mdm.Service
+	profile *enroll.ProfileServer
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	httpReq *prometheus.CounterVec
 	httpDur *prometheus.HistogramVec
 }
 
-func newServer(data *dataDir, db *bolt.DB, log *slog.Logger) *server {
+func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string) *server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &server{
-		data: data, db: db, log: log, reg: reg,
+		data: data, db: db, log: log, reg: reg, baseURL: strings.TrimRight(baseURL, "/"),
 		httpReq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custody_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -55,6 +60,43 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger) *server {
 		RACert: data.ra, RAKey: data.raKey, CACerts: []*x509.Certificate{data.ca.Cert},
 		Logger: log, Metrics: scep.NewMetrics(reg),
 	}
+	certs := db.SCEP()
+	roots := x509.NewCertPool()
+	roots.AddCert(data.ca.Cert)
+	s.mdm = &mdm.Service{
+		Store: db.MDM(),
+		Auth: &mdm.Authenticator{
+			Roots: roots,
+			IsRevoked: func(ctx context.Context, fp string) (bool, error) {
+				c, err := certs.Cert(ctx, fp)
+				if errors.Is(err, scep.ErrNotFound) {
+					return false, nil // issued by a configured extra CA
+				}
+				return err == nil && c.Revoked(), err
+			},
+		},
+		RenewedFrom: func(ctx context.Context, fp string) (string, error) {
+			c, err := certs.Cert(ctx, fp)
+			if errors.Is(err, scep.ErrNotFound) {
+				return "", nil
+			}
+			if err != nil {
+				return "", err
+			}
+			return c.RenewedFrom, nil
+		},
+		Logger: log,
+	}
+	s.profile = &enroll.ProfileServer{
+		Tokens: db.Enroll(), Challenges: certs,
+		Profile: enroll.ProfileConfig{
+			Identifier: "com.custodymdm.enroll", DisplayName: "Custody MDM", Organization: "Custody",
+			SCEPURL: s.baseURL + "/scep", MDMServerURL: s.baseURL + "/mdm", Topic: data.topic,
+			ServerCapabilities: []string{"com.apple.mdm.per-user-connections", "com.apple.mdm.bootstraptoken"},
+		},
+		SignerCert: data.profile, SignerKey: data.profileKey, Chain: []*x509.Certificate{data.ca.Cert},
+		Logger: log,
+	}
 	return s
 }
 
@@ -64,10 +106,13 @@ func (s *server) handler() http.Handler {
 		mux.Handle(pattern, s.instrument(name, h))
 	}
 	route("/scep", "scep", s.scep)
+	route("/mdm", "mdm", s.mdm)
+	route("GET /enroll/{token}", "enroll", s.profile)
 	route("GET /healthz", "healthz", http.HandlerFunc(s.healthz))
 	route("GET /metrics", "metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	api := http.NewServeMux()
 	api.HandleFunc("POST /api/v1/challenges", s.createChallenge)
+	api.HandleFunc("POST /api/v1/enrollments", s.createEnrollment)
 	api.HandleFunc("GET /api/v1/certs", s.listCerts)
 	api.HandleFunc("GET /api/v1/certs/{fingerprint}", s.getCert)
 	api.HandleFunc("POST /api/v1/certs/{fingerprint}/revoke", s.revokeCert)

@@ -67,6 +67,7 @@ func (d *DB) Close() error {
 var allBuckets = [][]byte{
 	bucketChallenges, bucketCerts, bucketSerials,
 	bucketEnrollments, bucketCertBinding, bucketCommands, bucketQueue, bucketQueueIndex, bucketResults,
+	bucketTokens, bucketTokenIDs,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
@@ -53,5 +54,11 @@ func TestWriteAfterClose(t *testing.T) {
 func TestMDMStore(t *testing.T) {
 	storagetest.RunMDM(t, func(t *testing.T) mdm.Store {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).MDM()
+	})
+}
+
+func TestEnrollStore(t *testing.T) {
+	storagetest.RunEnroll(t, func(t *testing.T) enroll.Store {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).Enroll()
 	})
 }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custodymdm/custody/internal/peertest"
+	"github.com/custodymdm/custody/mdm"
+	"github.com/custodymdm/custody/mdm/mdmtest"
+)
+
+// apiCall calls the admin API of the server whose data dir is dir.
+func apiCall(t *testing.T, dir, method, path string, in, out any) {
+	t.Helper()
+	info, err := readServerInfo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _ := os.ReadFile(filepath.Join(dir, fileAdminToken))
+	body, _ := json.Marshal(in)
+	req, _ := http.NewRequest(method, info.URL+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func caPool(t *testing.T, dir string) *x509.CertPool {
+	pemData, err := os.ReadFile(filepath.Join(dir, fileCACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	p.AppendCertsFromPEM(pemData)
+	return p
+}
+
+// An enrollment link serves a profile signed so that openssl accepts it,
+// once.
+func TestEnrollmentProfileSignedOnce(t *testing.T) {
+	openssl := peertest.Need(t, "openssl", "openssl")
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir)
+
+	url, err := cli(t, "enroll", "new", "--data", dir, "--note", "ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url = strings.TrimSpace(url)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-apple-aspen-config" {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	path := filepath.Join(t.TempDir(), "enroll.mobileconfig")
+	os.WriteFile(path, profile, 0o644)
+	out, err := exec.Command(openssl, "cms", "-verify", "-inform", "DER", "-in", path,
+		"-CAfile", filepath.Join(dir, fileCACert), "-purpose", "any").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("com.apple.security.scep")) || !bytes.Contains(out, []byte("com.apple.mdm")) {
+		t.Fatalf("openssl cms -verify: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("<key>SignMessage</key>")) || !bytes.Contains(out, []byte(strings.TrimSuffix(url, url[strings.LastIndex(url, "/enroll/"):])+"/mdm")) {
+		t.Errorf("profile lacks SignMessage or the MDM ServerURL:\n%s", out)
+	}
+
+	again, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Body.Close()
+	if again.StatusCode != http.StatusGone {
+		t.Errorf("second GET of a used link: %d, want 410", again.StatusCode)
+	}
+	bad, _ := http.Get(url[:strings.LastIndex(url, "/")] + "/nonsense")
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown link: %d, want 404", bad.StatusCode)
+	}
+}
+
+// A simulated iPhone follows an enrollment link: it verifies the profile,
+// gets its identity by SCEP, checks in, and its certificate records the
+// link that enrolled it.
+func TestDeviceEnrolsFromLink(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir)
+
+	var link enrollmentResponse
+	apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{For: "record-ana"}, &link)
+	dev, err := mdmtest.Enroll(context.Background(), link.URL, mdmtest.EnrollOptions{Roots: caPool(t, dir), RequireSigned: true})
+	if err != nil {
+		t.Fatalf("Enroll: %v", err)
+	}
+	if done, err := dev.Poll(context.Background()); err != nil || len(done) != 0 {
+		t.Fatalf("Poll: %d commands, %v", len(done), err)
+	}
+	var cert certJSON
+	apiCall(t, dir, http.MethodGet, "/api/v1/certs/"+mdm.CertFingerprint(dev.Cert), nil, &cert)
+	if cert.For != link.ID || cert.ChallengeID == "" || !strings.Contains(cert.Subject, link.ID) {
+		t.Errorf("device cert %+v: want it minted for enrollment %s", cert, link.ID)
+	}
+	topic, _ := os.ReadFile(filepath.Join(dir, fileTopic))
+	if dev.Topic != strings.TrimSpace(string(topic)) || !strings.HasPrefix(dev.Topic, "com.apple.mgmt.External.") {
+		t.Errorf("device topic %q, server topic %q", dev.Topic, topic)
+	}
+}
