@@ -2,10 +2,11 @@ package enroll
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"strings"
 
+	"github.com/google/uuid"
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
 )
@@ -135,10 +136,4 @@ func SignProfile(profile []byte, cert *x509.Certificate, key crypto.Signer, chai
 	return sd.Finish()
 }
 
-func newUUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
+func newUUID() string { return strings.ToUpper(uuid.NewString()) }

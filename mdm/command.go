@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/micromdm/plist"
 )
@@ -169,4 +170,36 @@ func DecodeResponse(raw []byte, requestType string) (*Response, error) {
 		r.Typed = t
 	}
 	return r, nil
+}
+
+// CommandFromKeys builds a command from its RequestType and keys, as an API
+// or a command line receives them. A RequestType of the schema gets its
+// typed command, and a key it does not have, or a value of the wrong type,
+// is an error naming the key; any other RequestType becomes a RawCommand.
+func CommandFromKeys(requestType string, keys map[string]any) (Command, error) {
+	if requestType == "" {
+		return nil, errors.New("mdm: command without a RequestType")
+	}
+	c := newCommand(requestType)
+	if c == nil {
+		return &RawCommand{Type: requestType, Keys: keys}, nil
+	}
+	known := map[string]bool{}
+	for _, f := range reflect.VisibleFields(reflect.TypeOf(c).Elem()) {
+		name, _, _ := strings.Cut(f.Tag.Get("plist"), ",")
+		known[name] = true
+	}
+	for k := range keys {
+		if !known[k] {
+			return nil, fmt.Errorf("mdm: %s has no key %q", requestType, k)
+		}
+	}
+	raw, err := plist.Marshal(keys)
+	if err != nil {
+		return nil, fmt.Errorf("mdm: %s keys: %w", requestType, err)
+	}
+	if err := plist.Unmarshal(raw, c); err != nil {
+		return nil, fmt.Errorf("mdm: %s keys: %w", requestType, err)
+	}
+	return c, nil
 }

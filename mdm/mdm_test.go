@@ -277,3 +277,24 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(raw)
 	f.Fuzz(func(t *testing.T, raw []byte) { DecodeCommand(raw) })
 }
+
+func TestCommandFromKeys(t *testing.T) {
+	c, err := CommandFromKeys("DeviceInformation", map[string]any{"Queries": []any{"SerialNumber", "OSVersion"}})
+	di, ok := c.(*DeviceInformation)
+	if err != nil || !ok || len(di.Queries) != 2 || di.Queries[1] != "OSVersion" {
+		t.Fatalf("DeviceInformation from keys: %+v, %v", c, err)
+	}
+	c, err = CommandFromKeys("EraseDevice", map[string]any{"PIN": "123456", "PreserveDataPlan": false})
+	if e, ok := c.(*EraseDevice); err != nil || !ok || e.PIN != "123456" || e.PreserveDataPlan == nil || *e.PreserveDataPlan {
+		t.Fatalf("EraseDevice from keys: %+v, %v", c, err)
+	}
+	if _, err := CommandFromKeys("DeviceLock", map[string]any{"Colour": "red"}); err == nil || !strings.Contains(err.Error(), "Colour") {
+		t.Errorf("unknown key: %v", err)
+	}
+	if _, err := CommandFromKeys("EraseDevice", map[string]any{"PreserveDataPlan": "yes"}); err == nil {
+		t.Error("a string for a boolean key was accepted")
+	}
+	if c, err := CommandFromKeys("BrandNew", map[string]any{"A": 1}); err != nil || c.RequestType() != "BrandNew" {
+		t.Errorf("unknown RequestType: %+v, %v", c, err)
+	}
+}

@@ -327,6 +327,19 @@ func (s *Service) command(ctx context.Context, body []byte, fp string) ([]byte, 
 		} else if err != nil {
 			return nil, err
 		}
+		if res.Status == StatusAcknowledged && res.RequestType == "EraseDevice" {
+			// The device is erasing itself: it will not talk again.
+			err := s.Store.Update(ctx, id, func(e *Enrollment) error {
+				e.WipedAt, e.Enabled = res.ReceivedAt, false
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			s.log().Info("mdm: device wiped", "enrollment", id, "command_uuid", res.CommandUUID)
+			s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res})
+			return nil, nil
+		}
 		s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res})
 	}
 	next, err := s.Store.NextCommand(ctx, id, resp.Status != StatusIdle)

@@ -147,6 +147,9 @@ func TestDeviceStory(t *testing.T) {
 	if last := results[len(results)-1]; last.CommandUUID != erase || last.Status != "Acknowledged" {
 		t.Errorf("EraseDevice result = %+v", last)
 	}
+	if e, _ := s.store.Enrollment(ctx, d.UDID); e.WipedAt.IsZero() || e.Enabled {
+		t.Errorf("enrollment after EraseDevice: wiped %v, enabled %v", e.WipedAt, e.Enabled)
+	}
 	if _, err := d.Poll(ctx); !errors.Is(err, mdmtest.ErrWiped) {
 		t.Errorf("wiped device still talks: %v", err)
 	}

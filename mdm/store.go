@@ -46,6 +46,9 @@ type Enrollment struct {
 	// CertFingerprint is the identity certificate bound to the enrollment.
 	CertFingerprint string `json:"cert_fingerprint,omitempty"`
 
+	// WipedAt is when the device acknowledged EraseDevice.
+	WipedAt time.Time `json:"wiped_at,omitzero"`
+
 	CreatedAt     time.Time `json:"created_at"`
 	AuthenticAt   time.Time `json:"authenticated_at,omitzero"`
 	TokenUpdateAt time.Time `json:"token_update_at,omitzero"`
@@ -112,8 +115,9 @@ type Store interface {
 	NextCommand(ctx context.Context, id string, skipNotNow bool) (*QueuedCommand, error)
 	// StoreResult records a result for a command in the enrollment's
 	// queue: Acknowledged, Error and CommandFormatError remove it, NotNow
-	// marks it. It returns ErrUnknownCommand if the command is not queued
-	// for this enrollment.
+	// marks it. An empty RequestType is filled in from the queued command.
+	// It returns ErrUnknownCommand if the command is not queued for this
+	// enrollment.
 	StoreResult(ctx context.Context, r *Result) error
 	// Queue returns an enrollment's queued commands in order.
 	Queue(ctx context.Context, id string) ([]*QueuedCommand, error)

@@ -132,3 +132,70 @@ func TestDeviceEnrolsFromLink(t *testing.T) {
 		t.Errorf("device topic %q, server topic %q", dev.Topic, topic)
 	}
 }
+
+// The administrator's view: list the enrolled device, queue commands from
+// the command line, read the results, erase the device.
+func TestCommandsFromCLI(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir)
+	var link enrollmentResponse
+	apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{}, &link)
+	dev, err := mdmtest.Enroll(context.Background(), link.URL, mdmtest.EnrollOptions{Roots: caPool(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := cli(t, "devices", "list", "--data", dir)
+	if err != nil || !strings.Contains(out, dev.UDID) || !strings.Contains(out, dev.SerialNumber) || !strings.Contains(out, "enrolled") {
+		t.Fatalf("devices list: %v\n%s", err, out)
+	}
+	profile := filepath.Join(t.TempDir(), "wifi.mobileconfig")
+	os.WriteFile(profile, []byte(`<plist><dict><key>PayloadIdentifier</key><string>com.example.wifi</string></dict></plist>`), 0o644)
+	info, err := cli(t, "enqueue", "--data", dir, dev.UDID, "--type", "DeviceInformation", "--param", "Queries=SerialNumber", "--param", "Queries=OSVersion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "enqueue", "--data", dir, dev.UDID, "--type", "InstallProfile", "--param", "Payload=@"+profile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "enqueue", "--data", dir, "no-such-device", "--type", "DeviceLock"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("enqueue for an unknown device: %v", err)
+	}
+	if _, err := cli(t, "enqueue", "--data", dir, dev.UDID, "--type", "DeviceLock", "--param", "Colour=red"); err == nil || !strings.Contains(err.Error(), "Colour") {
+		t.Errorf("enqueue with an unknown key: %v", err)
+	}
+
+	if done, err := dev.Poll(context.Background()); err != nil || len(done) != 2 {
+		t.Fatalf("Poll: %d commands, %v", len(done), err)
+	}
+	out, err = cli(t, "commands", "--data", dir, dev.UDID, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds struct {
+		Queue   []queuedJSON `json:"queue"`
+		Results []resultJSON `json:"results"`
+	}
+	json.Unmarshal([]byte(out), &cmds)
+	if len(cmds.Queue) != 0 || len(cmds.Results) != 2 || cmds.Results[0].CommandUUID != strings.TrimSpace(info) ||
+		cmds.Results[0].RequestType != "DeviceInformation" || cmds.Results[0].Status != "Acknowledged" ||
+		!strings.Contains(cmds.Results[0].Plist, dev.SerialNumber) || cmds.Results[1].Status != "Acknowledged" {
+		t.Fatalf("commands: %s", out)
+	}
+	if p := dev.Profiles(); len(p) != 1 || p[0] != "com.example.wifi" {
+		t.Errorf("device profiles %v", p)
+	}
+
+	if _, err := cli(t, "enqueue", "--data", dir, dev.UDID, "--type", "EraseDevice"); err != nil {
+		t.Fatal(err)
+	}
+	dev.Poll(context.Background())
+	var shown deviceJSON
+	out, _ = cli(t, "devices", "show", "--data", dir, dev.UDID)
+	json.Unmarshal([]byte(out), &shown)
+	if !dev.Wiped() || shown.WipedAt.IsZero() || shown.Enabled {
+		t.Errorf("after EraseDevice: device wiped %v, record %+v", dev.Wiped(), shown)
+	}
+}

@@ -366,6 +366,13 @@ func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result) error {
 			return fmt.Errorf("%w: %s for %s", mdm.ErrUnknownCommand, r.CommandUUID, r.EnrollmentID)
 		}
 		qk := append(prefix(r.EnrollmentID), seq...)
+		if r.RequestType == "" {
+			var qc mdm.QueuedCommand
+			if _, err := getJSON(tx.Bucket(bucketCommands), []byte(r.CommandUUID), &qc); err != nil {
+				return err
+			}
+			r.RequestType = qc.RequestType
+		}
 		if r.Status == mdm.StatusNotNow {
 			if err := putJSON(q, qk, queueEntry{UUID: r.CommandUUID, NotNow: true}); err != nil {
 				return err

@@ -157,7 +157,9 @@ func testQueue(t *testing.T, s mdm.Store) {
 	if next, _ = s.NextCommand(ctx, "D", false); next == nil || next.UUID != "c1" || !next.NotNow {
 		t.Errorf("at Idle, NextCommand = %+v, want c1 again, marked NotNow", next)
 	}
-	for _, r := range []*mdm.Result{result("D", "c2", mdm.StatusAcknowledged), result("D", "c1", mdm.StatusError), result("D", "c3", mdm.StatusCommandFormatError)} {
+	untyped := result("D", "c2", mdm.StatusAcknowledged)
+	untyped.RequestType = "" // the store knows it from the queue
+	for _, r := range []*mdm.Result{untyped, result("D", "c1", mdm.StatusError), result("D", "c3", mdm.StatusCommandFormatError)} {
 		if err := s.StoreResult(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -176,6 +178,9 @@ func testQueue(t *testing.T, s mdm.Store) {
 	got := ""
 	for _, r := range rs {
 		got += r.CommandUUID + "=" + r.Status + " "
+		if r.RequestType != "DeviceInformation" {
+			t.Errorf("result %s RequestType %q", r.CommandUUID, r.RequestType)
+		}
 		if string(r.Raw) != "<plist>"+r.Status+"</plist>" {
 			t.Errorf("result %s raw = %q", r.CommandUUID, r.Raw)
 		}
