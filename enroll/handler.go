@@ -24,6 +24,9 @@ type ProfileServer struct {
 	// Profile is the profile template; Challenge and Subject are filled
 	// per request.
 	Profile ProfileConfig
+	// Topic, when set, gives the current APNs topic (it changes when a
+	// push certificate is uploaded), overriding Profile.Topic.
+	Topic func() string
 
 	SignerCert *x509.Certificate
 	SignerKey  crypto.Signer
@@ -93,6 +96,9 @@ func (p *ProfileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg := p.Profile
 	cfg.Challenge = challenge
+	if p.Topic != nil {
+		cfg.Topic = p.Topic()
+	}
 	cfg.Subject = "Custody " + t.ID
 	profile, err := BuildProfile(cfg)
 	if err == nil {

@@ -64,7 +64,8 @@ type APNsConfig struct {
 	// Certificate is the MDM push certificate and key. Without one (a
 	// development server) pushes carry no client certificate.
 	Certificate tls.Certificate
-	// Host is the APNs URL; apns2.DefaultHost (production) when empty.
+	// Host is the APNs URL; Apple's production host when empty (MDM push
+	// certificates are production certificates).
 	Host string
 	// RootCAs verify Host's certificate; the system's when nil.
 	RootCAs *x509.CertPool
@@ -81,7 +82,7 @@ func NewAPNs(cfg APNsConfig, store Store) *APNs {
 		tlsConfig.Certificates = []tls.Certificate{cfg.Certificate}
 	}
 	client := &apns2.Client{
-		Host:        apns2.DefaultHost,
+		Host:        apns2.HostProduction, // not apns2.DefaultHost, a mutable var set to development
 		Certificate: cfg.Certificate,
 		HTTPClient: &http.Client{
 			Transport: &http2.Transport{TLSClientConfig: tlsConfig, ReadIdleTimeout: 15 * time.Second},

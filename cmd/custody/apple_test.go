@@ -3,15 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custodymdm/custody/internal/peertest"
 	"github.com/custodymdm/custody/mdm"
@@ -198,4 +204,83 @@ func TestCommandsFromCLI(t *testing.T) {
 	if !dev.Wiped() || shown.WipedAt.IsZero() || shown.Enabled {
 		t.Errorf("after EraseDevice: device wiped %v, record %+v", dev.Wiped(), shown)
 	}
+}
+
+// Queueing a command pushes the device through APNs (a fake here), which
+// wakes it to fetch and answer; an uploaded push certificate sets the topic
+// of later enrollments.
+func TestPushOnEnqueue(t *testing.T) {
+	fake := mdmtest.NewAPNs()
+	defer fake.Close()
+	caFile := filepath.Join(t.TempDir(), "apns-ca.pem")
+	os.WriteFile(caFile, pemCert(fake.Certificate()), 0o644)
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir, "--apns-host", fake.URL, "--apns-ca", caFile)
+
+	var link enrollmentResponse
+	apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{}, &link)
+	dev, err := mdmtest.Enroll(context.Background(), link.URL, mdmtest.EnrollOptions{Roots: caPool(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Register(dev)
+	uuid, err := cli(t, "enqueue", "--data", dir, dev.UDID, "--type", "DeviceLock", "--param", "Message=Call IT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-fake.Wakes:
+		if w.Err != nil || len(w.Commands) != 1 || w.Commands[0].CommandUUID != strings.TrimSpace(uuid) {
+			t.Fatalf("woken device ran %v, %v", w.Commands, w.Err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("enqueue did not push the device")
+	}
+	if p := fake.Pushes(); len(p) != 1 || p[0].Topic != dev.Topic || p[0].PushMagic != dev.PushMagic {
+		t.Errorf("pushes %+v", p)
+	}
+	if out, err := cli(t, "push", "--data", dir, dev.UDID); err != nil || !strings.Contains(out, "pushed "+dev.UDID) {
+		t.Errorf("custody push: %q, %v", out, err)
+	}
+	<-fake.Wakes
+
+	certFile := filepath.Join(t.TempDir(), "push.pem")
+	os.WriteFile(certFile, fakePushCert(t, "com.apple.mgmt.External.5c0ffee0-uploaded"), 0o600)
+	if out, err := cli(t, "pushcert", "upload", "--data", dir, certFile); err != nil || !strings.Contains(out, "com.apple.mgmt.External.5c0ffee0-uploaded") {
+		t.Fatalf("pushcert upload: %q, %v", out, err)
+	}
+	apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{}, &link)
+	second, err := mdmtest.Enroll(context.Background(), link.URL, mdmtest.EnrollOptions{Roots: caPool(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Topic != "com.apple.mgmt.External.5c0ffee0-uploaded" {
+		t.Errorf("enrollment after upload has topic %q", second.Topic)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.pem")
+	os.WriteFile(bad, pemCert(fake.Certificate()), 0o600)
+	if _, err := cli(t, "pushcert", "upload", "--data", dir, bad); err == nil {
+		t.Error("a certificate without its key was accepted")
+	}
+}
+
+// fakePushCert makes a self-signed certificate shaped like Apple's MDM push
+// certificate (topic in the UID), with its key, in PEM.
+func fakePushCert(t *testing.T, topic string) []byte {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		Subject: pkix.Name{CommonName: "APSP:" + topic, ExtraNames: []pkix.AttributeTypeAndValue{
+			{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: topic},
+		}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	return append(pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER)...)
 }

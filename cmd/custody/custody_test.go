@@ -20,14 +20,13 @@ import (
 
 // startServe runs `custody serve` in-process on a free port and returns the
 // server's URL once it answers. Stopping it is cancelling ctx.
-func startServe(t *testing.T, ctx context.Context, dir string) (string, <-chan error) {
+func startServe(t *testing.T, ctx context.Context, dir string, extra ...string) (string, <-chan error) {
 	t.Helper()
 	os.Remove(filepath.Join(dir, fileServerInfo))
 	done := make(chan error, 1)
 	var stderr bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr)
-	}()
+	args := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, extra...)
+	go func() { done <- run(ctx, args, &bytes.Buffer{}, &stderr) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {

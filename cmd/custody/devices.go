@@ -76,12 +76,15 @@ type commandRequest struct {
 	// Plist is a whole command dictionary (RequestType included) as an XML
 	// or binary plist, for values JSON cannot type (data, dates).
 	Plist []byte `json:"plist,omitempty"`
+	// NoPush queues without pushing; devices fetch at their next check-in.
+	NoPush bool `json:"no_push,omitempty"`
 }
 
 type commandResponse struct {
-	CommandUUID string   `json:"command_uuid"`
-	RequestType string   `json:"request_type"`
-	Devices     []string `json:"devices"`
+	CommandUUID string           `json:"command_uuid"`
+	RequestType string           `json:"request_type"`
+	Devices     []string         `json:"devices"`
+	Pushes      []pushResultJSON `json:"pushes,omitempty"`
 }
 
 func (s *server) enqueueCommand(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +142,11 @@ func (s *server) enqueueCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("command queued", "command_uuid", id, "request_type", rt, "devices", len(req.Devices))
-	writeJSON(w, http.StatusCreated, commandResponse{CommandUUID: id, RequestType: rt, Devices: req.Devices})
+	resp := commandResponse{CommandUUID: id, RequestType: rt, Devices: req.Devices}
+	if !req.NoPush {
+		resp.Pushes = s.pushDevices(r, req.Devices)
+	}
+	writeJSON(w, http.StatusCreated, resp)
 }
 
 // normalizeJSON turns json.Numbers into int64 or float64, so that the plist

@@ -86,6 +86,7 @@ func printJSON(cmd *cobra.Command, v any) error {
 func enqueueCmd() *cobra.Command {
 	var requestType, plistFile string
 	var params []string
+	var noPush bool
 	cmd := &cobra.Command{
 		Use:   "enqueue ID... (--type REQUESTTYPE [--param KEY=VALUE ...] | --plist FILE)",
 		Short: "Queue an MDM command for devices",
@@ -101,6 +102,7 @@ RequestType included.`,
 	cmd.Flags().StringVar(&requestType, "type", "", "the command's RequestType, e.g. DeviceInformation")
 	cmd.Flags().StringArrayVar(&params, "param", nil, "a command key as KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&plistFile, "plist", "", "a plist file with the command dictionary")
+	cmd.Flags().BoolVar(&noPush, "no-push", false, "queue without pushing; devices fetch at their next check-in")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, err := client()
 		if err != nil {
@@ -131,10 +133,11 @@ RequestType included.`,
 			return err
 		}
 		var resp commandResponse
-		if err := c.call(cmd, http.MethodPost, "/api/v1/commands", commandRequest{Devices: args, Plist: raw}, &resp); err != nil {
+		if err := c.call(cmd, http.MethodPost, "/api/v1/commands", commandRequest{Devices: args, Plist: raw, NoPush: noPush}, &resp); err != nil {
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), resp.CommandUUID)
+		reportPushes(cmd, resp.Pushes)
 		return nil
 	}
 	return cmd
@@ -213,5 +216,91 @@ func commandsCmd() *cobra.Command {
 		}
 		return tw.Flush()
 	}
+	return cmd
+}
+
+// reportPushes prints failed pushes on stderr.
+func reportPushes(cmd *cobra.Command, pushes []pushResultJSON) int {
+	failed := 0
+	for _, p := range pushes {
+		if p.Error != "" {
+			failed++
+			fmt.Fprintf(cmd.ErrOrStderr(), "push to %s failed: %s\n", p.Device, p.Error)
+		}
+	}
+	return failed
+}
+
+func pushCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "push ID...",
+		Short: "Push devices so they check in now",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	client := addAPIFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := client()
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Results []pushResultJSON `json:"results"`
+		}
+		if err := c.call(cmd, http.MethodPost, "/api/v1/push", pushRequest{Devices: args}, &resp); err != nil {
+			return err
+		}
+		for _, r := range resp.Results {
+			if r.Error == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "pushed %s (apns-id %s)\n", r.Device, r.APNsID)
+			}
+		}
+		if failed := reportPushes(cmd, resp.Results); failed > 0 {
+			return fmt.Errorf("%d of %d pushes failed", failed, len(resp.Results))
+		}
+		return nil
+	}
+	return cmd
+}
+
+func pushCertCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "pushcert", Short: "The APNs MDM push certificate"}
+	client := addAPIFlags(cmd)
+	var passwordFile string
+	upload := &cobra.Command{
+		Use:   "upload FILE",
+		Short: "Upload the MDM push certificate (PEM with its key, or .p12)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var req pushCertRequest
+			if passwordFile != "" {
+				pw, err := os.ReadFile(passwordFile)
+				if err != nil {
+					return err
+				}
+				req.Password = strings.TrimRight(string(pw), "\r\n")
+			}
+			if strings.Contains(string(data), "-----BEGIN") {
+				req.PEM = string(data)
+			} else {
+				req.P12 = data
+			}
+			var resp pushCertResponse
+			if err := c.call(cmd, http.MethodPost, "/api/v1/pushcert", req, &resp); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "push certificate for topic %s, valid until %s\n", resp.Topic, resp.NotAfter)
+			return nil
+		},
+	}
+	upload.Flags().StringVar(&passwordFile, "password-file", "", "file holding the .p12 (or encrypted key) password")
+	cmd.AddCommand(upload)
 	return cmd
 }

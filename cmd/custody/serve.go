@@ -1,17 +1,21 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/sideshow/apns2"
 	"github.com/spf13/cobra"
 
+	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
 )
@@ -20,7 +24,7 @@ func serveCmd() *cobra.Command {
 	var (
 		dataPath, listen, baseURL, tlsCert, tlsKey, logFormat string
 		debug                                                 bool
-		certValidity                                          string
+		certValidity, apnsHost, apnsCA                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -90,7 +94,22 @@ CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 				// From the bound address, so --listen :0 gets its real port.
 				baseURL = apiURL
 			}
-			srv := newServer(data, db, log, baseURL)
+			apns := mdm.APNsConfig{Host: apnsHost}
+			if apnsCA != "" {
+				pemData, err := os.ReadFile(apnsCA)
+				if err != nil {
+					return err
+				}
+				apns.RootCAs = x509.NewCertPool()
+				if !apns.RootCAs.AppendCertsFromPEM(pemData) {
+					return fmt.Errorf("--apns-ca %s: no PEM certificates", apnsCA)
+				}
+			}
+			srv, err := newServer(data, db, log, baseURL, apns)
+			if err != nil {
+				ln.Close()
+				return err
+			}
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err
@@ -120,6 +139,8 @@ CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 	f.StringVar(&tlsKey, "tls-key", envDefault("CUSTODY_TLS_KEY", ""), "TLS private key (PEM)")
 	f.StringVar(&logFormat, "log-format", envDefault("CUSTODY_LOG_FORMAT", "text"), "log format: text or json")
 	f.StringVar(&certValidity, "cert-validity", envDefault("CUSTODY_CERT_VALIDITY", scep.DefaultValidity.String()), "validity of issued device certificates")
+	f.StringVar(&apnsHost, "apns-host", envDefault("CUSTODY_APNS_HOST", apns2.HostProduction), "APNs provider API URL (a fake or Apple's development host for testing)")
+	f.StringVar(&apnsCA, "apns-ca", envDefault("CUSTODY_APNS_CA", ""), "PEM CA certificates to trust for --apns-host, besides the system's")
 	f.BoolVar(&debug, "debug", false, "log every request")
 	return cmd
 }

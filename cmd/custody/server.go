@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,17 +36,19 @@ type server struct {
 	scep    *scep.Server
 	mdm     *mdm.Service
 	profile *enroll.ProfileServer
+	apns    mdm.APNsConfig            // host and trust; the certificate comes from push
+	push    atomic.Pointer[pushState] // replaced when a push certificate is uploaded
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	httpReq *prometheus.CounterVec
 	httpDur *prometheus.HistogramVec
 }
 
-func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string) *server {
+func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apns mdm.APNsConfig) (*server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &server{
-		data: data, db: db, log: log, reg: reg, baseURL: strings.TrimRight(baseURL, "/"),
+		data: data, db: db, log: log, reg: reg, baseURL: strings.TrimRight(baseURL, "/"), apns: apns,
 		httpReq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custody_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -95,9 +98,15 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string) *se
 			ServerCapabilities: []string{"com.apple.mdm.per-user-connections", "com.apple.mdm.bootstraptoken"},
 		},
 		SignerCert: data.profile, SignerKey: data.profileKey, Chain: []*x509.Certificate{data.ca.Cert},
+		Topic:  func() string { return s.push.Load().topic },
 		Logger: log,
 	}
-	return s
+	push, err := s.loadPush()
+	if err != nil {
+		return nil, err
+	}
+	s.push.Store(push)
+	return s, nil
 }
 
 func (s *server) handler() http.Handler {
@@ -117,6 +126,8 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("GET /api/v1/devices/{id}", s.getDevice)
 	api.HandleFunc("GET /api/v1/devices/{id}/commands", s.deviceCommands)
 	api.HandleFunc("POST /api/v1/commands", s.enqueueCommand)
+	api.HandleFunc("POST /api/v1/push", s.pushHandler)
+	api.HandleFunc("POST /api/v1/pushcert", s.uploadPushCert)
 	api.HandleFunc("GET /api/v1/certs", s.listCerts)
 	api.HandleFunc("GET /api/v1/certs/{fingerprint}", s.getCert)
 	api.HandleFunc("POST /api/v1/certs/{fingerprint}/revoke", s.revokeCert)
