@@ -184,14 +184,22 @@ func CommandFromKeys(requestType string, keys map[string]any) (Command, error) {
 	if c == nil {
 		return &RawCommand{Type: requestType, Keys: keys}, nil
 	}
-	known := map[string]bool{}
+	known := map[string]reflect.Type{}
 	for _, f := range reflect.VisibleFields(reflect.TypeOf(c).Elem()) {
 		name, _, _ := strings.Cut(f.Tag.Get("plist"), ",")
-		known[name] = true
+		known[name] = f.Type
 	}
-	for k := range keys {
-		if !known[k] {
+	for k, v := range keys {
+		t, ok := known[k]
+		if !ok {
 			return nil, fmt.Errorf("mdm: %s has no key %q", requestType, k)
+		}
+		// A lone value for an array key is a one-element array, as a
+		// command line gives it.
+		if t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8 {
+			if rv := reflect.ValueOf(v); rv.Kind() != reflect.Slice {
+				keys[k] = []any{v}
+			}
 		}
 	}
 	raw, err := plist.Marshal(keys)

@@ -284,6 +284,10 @@ func TestCommandFromKeys(t *testing.T) {
 	if err != nil || !ok || len(di.Queries) != 2 || di.Queries[1] != "OSVersion" {
 		t.Fatalf("DeviceInformation from keys: %+v, %v", c, err)
 	}
+	c, err = CommandFromKeys("DeviceInformation", map[string]any{"Queries": "UDID"})
+	if di, ok := c.(*DeviceInformation); err != nil || !ok || len(di.Queries) != 1 || di.Queries[0] != "UDID" {
+		t.Fatalf("a lone value for an array key: %+v, %v", c, err)
+	}
 	c, err = CommandFromKeys("EraseDevice", map[string]any{"PIN": "123456", "PreserveDataPlan": false})
 	if e, ok := c.(*EraseDevice); err != nil || !ok || e.PIN != "123456" || e.PreserveDataPlan == nil || *e.PreserveDataPlan {
 		t.Fatalf("EraseDevice from keys: %+v, %v", c, err)

@@ -9,6 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -22,6 +24,7 @@ import (
 	"github.com/custodymdm/custody/internal/peertest"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/mdm/mdmtest"
+	"github.com/custodymdm/custody/scep"
 )
 
 // apiCall calls the admin API of the server whose data dir is dir.
@@ -283,4 +286,133 @@ func fakePushCert(t *testing.T, topic string) []byte {
 	}
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 	return append(pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER)...)
+}
+
+// The issue's story for a fleet: N devices enrol from their own links,
+// are pushed, answer DeviceInformation and InstallProfile, and are erased.
+func TestFleetEndToEnd(t *testing.T) {
+	const n = 8
+	fake := mdmtest.NewAPNs()
+	defer fake.Close()
+	caFile := filepath.Join(t.TempDir(), "apns-ca.pem")
+	os.WriteFile(caFile, pemCert(fake.Certificate()), 0o644)
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir, "--apns-host", fake.URL, "--apns-ca", caFile)
+
+	devices := make([]*mdmtest.Device, n)
+	errs := make(chan error, n)
+	for i := range devices {
+		var link enrollmentResponse
+		apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{For: fmt.Sprint("record-", i)}, &link)
+		go func() {
+			d, err := mdmtest.Enroll(context.Background(), link.URL, mdmtest.EnrollOptions{Roots: caPool(t, dir), RequireSigned: true})
+			devices[i] = d
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("enrol: %v", err)
+		}
+	}
+	ids := make([]string, n)
+	for i, d := range devices {
+		fake.Register(d)
+		ids[i] = d.UDID
+	}
+	profile := filepath.Join(t.TempDir(), "vpn.mobileconfig")
+	os.WriteFile(profile, []byte(`<plist><dict><key>PayloadIdentifier</key><string>com.example.vpn</string></dict></plist>`), 0o644)
+	wait := func(what string) {
+		t.Helper()
+		for range n {
+			select {
+			case w := <-fake.Wakes:
+				if w.Err != nil {
+					t.Fatalf("%s: %v", what, w.Err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s: not every device was woken", what)
+			}
+		}
+	}
+	if _, err := cli(t, append([]string{"enqueue", "--data", dir, "--type", "DeviceInformation", "--param", "Queries=SerialNumber", "--no-push"}, ids...)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, append([]string{"enqueue", "--data", dir, "--type", "InstallProfile", "--param", "Payload=@" + profile}, ids...)...); err != nil {
+		t.Fatal(err)
+	}
+	wait("DeviceInformation and InstallProfile")
+	for _, d := range devices {
+		var cmds struct {
+			Results []resultJSON `json:"results"`
+		}
+		apiCall(t, dir, http.MethodGet, "/api/v1/devices/"+d.UDID+"/commands", nil, &cmds)
+		if len(cmds.Results) != 2 || !strings.Contains(cmds.Results[0].Plist, "<string>"+d.SerialNumber+"</string>") ||
+			cmds.Results[1].RequestType != "InstallProfile" || cmds.Results[1].Status != "Acknowledged" {
+			t.Errorf("%s results: %+v", d.UDID, cmds.Results)
+		}
+		if p := d.Profiles(); len(p) != 1 || p[0] != "com.example.vpn" {
+			t.Errorf("%s profiles %v", d.UDID, p)
+		}
+	}
+	if _, err := cli(t, append([]string{"enqueue", "--data", dir, "--type", "EraseDevice"}, ids...)...); err != nil {
+		t.Fatal(err)
+	}
+	wait("EraseDevice")
+	var list []deviceJSON
+	out, _ := cli(t, "devices", "list", "--data", dir, "--json")
+	json.Unmarshal([]byte(out), &list)
+	wiped := 0
+	for _, d := range list {
+		if !d.WipedAt.IsZero() {
+			wiped++
+		}
+	}
+	for _, d := range devices {
+		if !d.Wiped() {
+			t.Errorf("%s not wiped", d.UDID)
+		}
+	}
+	if wiped != n {
+		t.Errorf("%d of %d devices recorded as wiped", wiped, n)
+	}
+}
+
+// A device that renews its identity by SCEP keeps its enrollment: the new
+// certificate is rebound, and the old one no longer speaks for it.
+func TestRenewalRebinds(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	url, _ := startServe(t, ctx, dir)
+	var link enrollmentResponse
+	apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{}, &link)
+	dev, err := mdmtest.Enroll(context.Background(), link.URL, mdmtest.EnrollOptions{Roots: caPool(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert, oldKey := dev.Cert, dev.Key
+	newKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	csr, _ := scep.NewCSR(newKey, pkix.Name{CommonName: dev.Cert.Subject.CommonName}, "")
+	renewed, err := (&scep.Client{URL: url + "/scep"}).Renew(context.Background(), oldCert, oldKey, csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.Cert, dev.Key = renewed, newKey
+	if _, err := dev.Poll(context.Background()); err != nil {
+		t.Fatalf("poll with the renewed identity: %v", err)
+	}
+	var shown deviceJSON
+	apiCall(t, dir, http.MethodGet, "/api/v1/devices/"+dev.UDID, nil, &shown)
+	if shown.CertFingerprint != mdm.CertFingerprint(renewed) {
+		t.Errorf("enrollment bound to %s, want the renewed %s", shown.CertFingerprint, mdm.CertFingerprint(renewed))
+	}
+	old := dev.Clone()
+	old.Cert, old.Key = oldCert, oldKey
+	var he *mdmtest.HTTPError
+	if _, err := old.Poll(context.Background()); !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
+		t.Errorf("the replaced certificate: %v, want 403", err)
+	}
 }
