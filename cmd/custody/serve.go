@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ func serveCmd() *cobra.Command {
 		dataPath, listen, baseURL, tlsCert, tlsKey, logFormat string
 		debug                                                 bool
 		certValidity, apnsHost, apnsCA                        string
+		webhookURL, webhookSecretFile                         string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -110,6 +112,20 @@ CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 				ln.Close()
 				return err
 			}
+			if webhookURL != "" {
+				if webhookSecretFile == "" {
+					ln.Close()
+					return errors.New("--webhook-url needs --webhook-secret-file: events are signed")
+				}
+				secret, err := os.ReadFile(webhookSecretFile)
+				if err != nil {
+					ln.Close()
+					return err
+				}
+				hook := mdm.NewWebhook(webhookURL, bytes.TrimSpace(secret), log)
+				defer hook.Close()
+				srv.mdm.Events = hook
+			}
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err
@@ -141,6 +157,8 @@ CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).`,
 	f.StringVar(&certValidity, "cert-validity", envDefault("CUSTODY_CERT_VALIDITY", scep.DefaultValidity.String()), "validity of issued device certificates")
 	f.StringVar(&apnsHost, "apns-host", envDefault("CUSTODY_APNS_HOST", apns2.HostProduction), "APNs provider API URL (a fake or Apple's development host for testing)")
 	f.StringVar(&apnsCA, "apns-ca", envDefault("CUSTODY_APNS_CA", ""), "PEM CA certificates to trust for --apns-host, besides the system's")
+	f.StringVar(&webhookURL, "webhook-url", envDefault("CUSTODY_WEBHOOK_URL", ""), "POST check-in and command-result events here")
+	f.StringVar(&webhookSecretFile, "webhook-secret-file", envDefault("CUSTODY_WEBHOOK_SECRET_FILE", ""), "file with the secret that signs webhook requests (X-Custody-Signature)")
 	f.BoolVar(&debug, "debug", false, "log every request")
 	return cmd
 }
