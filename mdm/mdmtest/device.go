@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
@@ -54,6 +55,11 @@ type Device struct {
 	// Busy, when set, makes the device answer NotNow to the commands it
 	// returns true for, as a locked device does.
 	Busy func(*mdm.CommandPayload) bool
+
+	// Observe, when set, is told of every request the device makes: its
+	// kind ("Authenticate", "TokenUpdate", "CheckOut", "Idle", "Result"),
+	// how long the server took to answer, and any error.
+	Observe func(kind string, took time.Duration, err error)
 
 	// Tamper, when set, may change each request before it is sent, for
 	// tests of a server's defences (a replayed body, another device's
@@ -108,7 +114,7 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("mdmtest: server answered %d: %s", e.StatusCode, e.Body)
 }
 
-func (d *Device) send(ctx context.Context, url string, v any) ([]byte, error) {
+func (d *Device) send(ctx context.Context, kind, url string, v any) (out []byte, err error) {
 	if d.Wiped() {
 		return nil, ErrWiped
 	}
@@ -135,12 +141,16 @@ func (d *Device) send(ctx context.Context, url string, v any) ([]byte, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	if d.Observe != nil {
+		start := time.Now()
+		defer func() { d.Observe(kind, time.Since(start), err) }()
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	out, err = io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +169,7 @@ func (d *Device) checkinURL() string {
 
 // Authenticate sends the Authenticate check-in message.
 func (d *Device) Authenticate(ctx context.Context) error {
-	_, err := d.send(ctx, d.checkinURL(), struct {
+	_, err := d.send(ctx, "Authenticate", d.checkinURL(), struct {
 		MessageType string
 		*mdm.Authenticate
 	}{"Authenticate", &mdm.Authenticate{
@@ -173,7 +183,7 @@ func (d *Device) Authenticate(ctx context.Context) error {
 // TokenUpdate sends the TokenUpdate check-in message with the device's push
 // details.
 func (d *Device) TokenUpdate(ctx context.Context) error {
-	_, err := d.send(ctx, d.checkinURL(), struct {
+	_, err := d.send(ctx, "TokenUpdate", d.checkinURL(), struct {
 		MessageType string
 		*mdm.TokenUpdate
 	}{"TokenUpdate", &mdm.TokenUpdate{UDID: d.UDID, Topic: d.Topic, PushMagic: d.PushMagic, Token: d.Token}})
@@ -182,7 +192,7 @@ func (d *Device) TokenUpdate(ctx context.Context) error {
 
 // CheckOut sends the CheckOut check-in message.
 func (d *Device) CheckOut(ctx context.Context) error {
-	_, err := d.send(ctx, d.checkinURL(), struct {
+	_, err := d.send(ctx, "CheckOut", d.checkinURL(), struct {
 		MessageType string
 		*mdm.CheckOut
 	}{"CheckOut", &mdm.CheckOut{UDID: d.UDID, Topic: d.Topic}})
@@ -194,7 +204,7 @@ func (d *Device) CheckOut(ctx context.Context) error {
 // It returns the commands it executed.
 func (d *Device) Poll(ctx context.Context) ([]*mdm.CommandPayload, error) {
 	var done []*mdm.CommandPayload
-	out, err := d.send(ctx, d.ServerURL, &mdm.CommandResult{Status: mdm.StatusIdle, UDID: d.UDID})
+	out, err := d.send(ctx, "Idle", d.ServerURL, &mdm.CommandResult{Status: mdm.StatusIdle, UDID: d.UDID})
 	for err == nil && len(bytes.TrimSpace(out)) > 0 {
 		var cmd *mdm.CommandPayload
 		cmd, err = mdm.DecodeCommand(out)
@@ -208,7 +218,7 @@ func (d *Device) Poll(ctx context.Context) ([]*mdm.CommandPayload, error) {
 		} else {
 			resp = d.execute(cmd)
 		}
-		out, err = d.send(ctx, d.ServerURL, resp)
+		out, err = d.send(ctx, "Result", d.ServerURL, resp)
 		if _, ok := cmd.Command.(*mdm.EraseDevice); ok && err == nil {
 			d.mu.Lock()
 			d.wiped = true
@@ -315,6 +325,6 @@ func (d *Device) Clone() *Device {
 		UDID: d.UDID, SerialNumber: d.SerialNumber, Model: d.Model, ModelName: d.ModelName,
 		DeviceName: d.DeviceName, OSVersion: d.OSVersion, BuildVersion: d.BuildVersion,
 		Cert: d.Cert, Key: d.Key, CheckInURL: d.CheckInURL, ServerURL: d.ServerURL, Topic: d.Topic,
-		HTTPClient: d.HTTPClient, PushMagic: d.PushMagic, Token: d.Token, Busy: d.Busy, Tamper: d.Tamper,
+		HTTPClient: d.HTTPClient, PushMagic: d.PushMagic, Token: d.Token, Busy: d.Busy, Tamper: d.Tamper, Observe: d.Observe,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
@@ -25,6 +26,8 @@ type EnrollOptions struct {
 	HTTPClient *http.Client
 	// RequireSigned refuses an unsigned profile.
 	RequireSigned bool
+	// Observe is given to the enrolled device (see Device.Observe).
+	Observe func(kind string, took time.Duration, err error)
 }
 
 // profile is the part of an enrollment .mobileconfig a device acts on.
@@ -123,6 +126,7 @@ func Enroll(ctx context.Context, profileURL string, opts EnrollOptions) (*Device
 	}
 	d := NewDevice(cert, key)
 	d.ServerURL, d.CheckInURL, d.Topic, d.HTTPClient = mdmPayload.ServerURL, mdmPayload.CheckInURL, mdmPayload.Topic, hc
+	d.Observe = opts.Observe
 	if err := d.Authenticate(ctx); err != nil {
 		return nil, fmt.Errorf("mdmtest: Authenticate: %w", err)
 	}
