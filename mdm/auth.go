@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smallstep/pkcs7"
@@ -134,7 +136,18 @@ type Authenticator struct {
 	IsRevoked func(ctx context.Context, fingerprint string) (bool, error)
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
+
+	// verified caches certificates whose chain verified, by fingerprint,
+	// with their expiry: a chain that verified stays verified until the
+	// certificate expires (Roots do not change), so each device's chain
+	// is built once, not at every check-in. Revocation is checked every
+	// time.
+	verified sync.Map // fingerprint → time.Time (NotAfter)
+	cached   atomic.Int64
 }
+
+// maxVerifiedCache bounds the chain cache; past it, the cache is emptied.
+const maxVerifiedCache = 200_000
 
 // Identify returns the verified identity certificate of a request whose
 // body has been read into body.
@@ -168,16 +181,24 @@ func (a *Authenticator) check(ctx context.Context, cert *x509.Certificate) error
 	if a.Roots == nil {
 		return fmt.Errorf("%w: no trusted CAs configured", ErrUntrustedCert)
 	}
-	_, err := cert.Verify(x509.VerifyOptions{
-		Roots:       a.Roots,
-		CurrentTime: now,
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUntrustedCert, err)
+	fp := CertFingerprint(cert)
+	if notAfter, ok := a.verified.Load(fp); !ok || !now.Before(notAfter.(time.Time)) || now.Before(cert.NotBefore) {
+		_, err := cert.Verify(x509.VerifyOptions{
+			Roots:       a.Roots,
+			CurrentTime: now,
+			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUntrustedCert, err)
+		}
+		if a.cached.Add(1) > maxVerifiedCache {
+			a.verified.Clear()
+			a.cached.Store(1)
+		}
+		a.verified.Store(fp, cert.NotAfter)
 	}
 	if a.IsRevoked != nil {
-		revoked, err := a.IsRevoked(ctx, CertFingerprint(cert))
+		revoked, err := a.IsRevoked(ctx, fp)
 		if err != nil {
 			return fmt.Errorf("mdm: revocation check: %w", err)
 		}

@@ -105,8 +105,7 @@ func TestAuthenticator(t *testing.T) {
 	}
 
 	// Expired: the same signature, judged two years later.
-	late := *auth
-	late.Now = func() time.Time { return time.Now().Add(2 * 365 * 24 * time.Hour) }
+	late := &mdm.Authenticator{Roots: roots, Now: func() time.Time { return time.Now().Add(2 * 365 * 24 * time.Hour) }}
 	if _, err := late.Identify(checkinRequest(t, body, "Mdm-Signature", sig), []byte(body)); !errors.Is(err, mdm.ErrUntrustedCert) {
 		t.Errorf("expired cert: %v, want ErrUntrustedCert", err)
 	}
@@ -126,4 +125,25 @@ func FuzzVerifySignature(f *testing.F) {
 	f.Add("MIIB", []byte(tokenUpdateBody))
 	f.Add("", []byte{})
 	f.Fuzz(func(t *testing.T, header string, body []byte) { mdm.VerifySignature(header, body) })
+}
+
+// The chain cache does not outlive the certificate.
+func TestAuthenticatorCacheExpiry(t *testing.T) {
+	ca, _ := scep.NewCA("CA", 2048, 24*time.Hour)
+	dev := newDevice(t, ca)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	now := time.Now()
+	auth := &mdm.Authenticator{Roots: roots, Now: func() time.Time { return now }}
+	body := tokenUpdateBody
+	sig, _ := mdm.Sign([]byte(body), dev.cert, dev.key)
+	for range 2 { // the second is served from the cache
+		if _, err := auth.Identify(checkinRequest(t, body, "Mdm-Signature", sig), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = dev.cert.NotAfter.Add(time.Minute)
+	if _, err := auth.Identify(checkinRequest(t, body, "Mdm-Signature", sig), []byte(body)); !errors.Is(err, mdm.ErrUntrustedCert) {
+		t.Errorf("expired certificate after caching: %v, want ErrUntrustedCert", err)
+	}
 }

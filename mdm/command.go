@@ -144,10 +144,17 @@ type Response struct {
 // response to a command. requestType, when not empty, is the RequestType of
 // the command the response answers, known to the server from its queue.
 func DecodeResponse(raw []byte, requestType string) (*Response, error) {
-	r := &Response{Raw: raw}
-	if err := plist.Unmarshal(raw, &r.CommandResult); err != nil {
+	var result CommandResult
+	if err := plist.Unmarshal(raw, &result); err != nil {
 		return nil, fmt.Errorf("mdm: response is not a plist dictionary: %w", err)
 	}
+	return newResponse(raw, result, requestType)
+}
+
+// newResponse validates decoded common keys and, for an Acknowledged
+// response to a known RequestType, decodes the typed response.
+func newResponse(raw []byte, result CommandResult, requestType string) (*Response, error) {
+	r := &Response{CommandResult: result, Raw: raw}
 	switch r.Status {
 	case StatusIdle:
 		return r, nil

@@ -142,14 +142,23 @@ func (s *Service) serve(r *http.Request) ([]byte, error) {
 		return nil, err
 	}
 	fp := CertFingerprint(cert)
-	var head struct{ MessageType, Status string }
+	// One decode serves the hot path (Idle and results); a check-in is
+	// decoded again into its own type.
+	var head struct {
+		MessageType string
+		CommandResult
+	}
 	if err := plist.Unmarshal(body, &head); err != nil {
 		return nil, refusef(http.StatusBadRequest, "mdm: body is not a plist dictionary: %v", err)
 	}
 	if head.MessageType != "" {
 		return s.checkin(r.Context(), body, fp)
 	}
-	return s.command(r.Context(), body, fp)
+	resp, err := newResponse(body, head.CommandResult, "")
+	if err != nil {
+		return nil, refuse(http.StatusBadRequest, err)
+	}
+	return s.command(r.Context(), resp, fp)
 }
 
 // channel holds the keys that name the enrollment a request is for.
@@ -307,11 +316,8 @@ func (s *Service) checkin(ctx context.Context, body []byte, fp string) ([]byte, 
 	return out, nil
 }
 
-func (s *Service) command(ctx context.Context, body []byte, fp string) ([]byte, error) {
-	resp, err := DecodeResponse(body, "")
-	if err != nil {
-		return nil, refuse(http.StatusBadRequest, err)
-	}
+func (s *Service) command(ctx context.Context, resp *Response, fp string) ([]byte, error) {
+	body := resp.Raw
 	ch := channel{resp.UDID, resp.EnrollmentID, resp.UserID, resp.EnrollmentUserID}
 	id, device, err := ch.ids()
 	if err != nil {

@@ -32,7 +32,14 @@ type eventSink chan *mdm.Event
 
 func (c eventSink) HandleEvent(_ context.Context, e *mdm.Event) { c <- e }
 
+// newServer is newBenchServer with the service's events captured.
 func newServer(t *testing.T) *server {
+	s := newBenchServer(t)
+	s.svc.Events = eventSink(s.events)
+	return s
+}
+
+func newBenchServer(t testing.TB) *server {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "custody.db"), bolt.Options{})
 	if err != nil {
@@ -49,7 +56,6 @@ func newServer(t *testing.T) *server {
 		Auth: &mdm.Authenticator{Roots: pool(ca), IsRevoked: func(_ context.Context, fp string) (bool, error) {
 			return s.revoked[fp], nil
 		}},
-		Events: eventSink(s.events),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	hs := httptest.NewServer(s.svc)
@@ -58,14 +64,14 @@ func newServer(t *testing.T) *server {
 	return s
 }
 
-func (s *server) device(t *testing.T) *mdmtest.Device {
+func (s *server) device(t testing.TB) *mdmtest.Device {
 	id := newDevice(t, s.ca)
 	d := mdmtest.NewDevice(id.cert, id.key)
 	d.ServerURL, d.Topic = s.url, "com.apple.mgmt.External.test"
 	return d
 }
 
-func (s *server) enqueue(t *testing.T, id string, c mdm.Command) string {
+func (s *server) enqueue(t testing.TB, id string, c mdm.Command) string {
 	t.Helper()
 	uuid := strings.ToUpper(c.RequestType()) + "-" + time.Now().Format("150405.000000000")
 	payload, err := mdm.MarshalCommand(uuid, c)
