@@ -85,4 +85,8 @@ type Store interface {
 	// RevokeCert marks the certificate revoked at the given time. It returns
 	// ErrNotFound or ErrAlreadyRevoked.
 	RevokeCert(ctx context.Context, fingerprint string, at time.Time) error
+	// Revoked reports whether the certificate is revoked; false for a
+	// certificate the store does not know. It is on the path of every
+	// authenticated MDM request, so it must be cheap.
+	Revoked(ctx context.Context, fingerprint string) (bool, error)
 }

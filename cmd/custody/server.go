@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,14 +70,8 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 	s.mdm = &mdm.Service{
 		Store: db.MDM(),
 		Auth: &mdm.Authenticator{
-			Roots: roots,
-			IsRevoked: func(ctx context.Context, fp string) (bool, error) {
-				c, err := certs.Cert(ctx, fp)
-				if errors.Is(err, scep.ErrNotFound) {
-					return false, nil // issued by a configured extra CA
-				}
-				return err == nil && c.Revoked(), err
-			},
+			Roots:     roots,
+			IsRevoked: certs.Revoked,
 		},
 		RenewedFrom: func(ctx context.Context, fp string) (string, error) {
 			c, err := certs.Cert(ctx, fp)
@@ -144,7 +139,7 @@ func (s *server) instrument(route string, h http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(sw, r)
 		d := time.Since(start)
-		s.httpReq.WithLabelValues(route, fmt.Sprint(sw.code)).Inc()
+		s.httpReq.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
 		s.httpDur.WithLabelValues(route).Observe(d.Seconds())
 		level := slog.LevelDebug
 		if sw.code >= 500 {
@@ -152,8 +147,10 @@ func (s *server) instrument(route string, h http.Handler) http.Handler {
 		} else if sw.code >= 400 {
 			level = slog.LevelInfo
 		}
-		s.log.Log(r.Context(), level, "http", "method", r.Method, "path", r.URL.Path, "status", sw.code,
-			"duration", d, "remote", r.RemoteAddr)
+		if s.log.Enabled(r.Context(), level) {
+			s.log.Log(r.Context(), level, "http", "method", r.Method, "path", r.URL.Path, "status", sw.code,
+				"duration", d, "remote", r.RemoteAddr)
+		}
 	})
 }
 

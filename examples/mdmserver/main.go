@@ -69,14 +69,8 @@ func main() {
 	roots.AddCert(ca.Cert)
 
 	service := &mdm.Service{
-		Store: db.MDM(),
-		Auth: &mdm.Authenticator{
-			Roots: roots,
-			IsRevoked: func(ctx context.Context, fp string) (bool, error) {
-				c, err := certs.Cert(ctx, fp)
-				return err == nil && c.Revoked(), nil
-			},
-		},
+		Store:  db.MDM(),
+		Auth:   &mdm.Authenticator{Roots: roots, IsRevoked: certs.Revoked},
 		Events: queueOnEnrol{store: db.MDM()},
 		Logger: slog.Default(),
 	}

@@ -65,7 +65,7 @@ func (d *DB) Close() error {
 }
 
 var allBuckets = [][]byte{
-	bucketChallenges, bucketCerts, bucketSerials,
+	bucketChallenges, bucketCerts, bucketSerials, bucketRevoked,
 	bucketEnrollments, bucketCertBinding, bucketCommands, bucketQueue, bucketQueueIndex, bucketResults,
 	bucketTokens, bucketTokenIDs,
 }

@@ -14,6 +14,7 @@ var (
 	bucketChallenges = []byte("scep.challenges") // SHA-256 of secret → Challenge
 	bucketCerts      = []byte("scep.certs")      // fingerprint → IssuedCert
 	bucketSerials    = []byte("scep.serials")    // serial (hex) → fingerprint
+	bucketRevoked    = []byte("scep.revoked")    // fingerprint → revocation time
 )
 
 // SCEPStore implements scep.Store.
@@ -160,6 +161,22 @@ func (s *SCEPStore) RevokeCert(ctx context.Context, fingerprint string, at time.
 			return scep.ErrAlreadyRevoked
 		}
 		c.RevokedAt = at.UTC()
+		if err := tx.Bucket(bucketRevoked).Put([]byte(fingerprint), []byte(c.RevokedAt.Format(time.RFC3339))); err != nil {
+			return err
+		}
 		return putJSON(b, []byte(fingerprint), &c)
 	})
+}
+
+// Revoked implements scep.Store with a key lookup in the revocation index.
+func (s *SCEPStore) Revoked(ctx context.Context, fingerprint string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var revoked bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		revoked = tx.Bucket(bucketRevoked).Get([]byte(fingerprint)) != nil
+		return nil
+	})
+	return revoked, err
 }

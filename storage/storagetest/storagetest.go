@@ -222,12 +222,21 @@ func testRevoke(t *testing.T, s scep.Store) {
 		t.Fatal(err)
 	}
 	at := t0.Add(48 * time.Hour)
+	if r, err := s.Revoked(ctx, c.Fingerprint); err != nil || r {
+		t.Errorf("Revoked before revocation = %v, %v", r, err)
+	}
 	if err := s.RevokeCert(ctx, c.Fingerprint, at); err != nil {
 		t.Fatalf("RevokeCert: %v", err)
 	}
 	got, err := s.Cert(ctx, c.Fingerprint)
 	if err != nil || !got.Revoked() || !got.RevokedAt.Equal(at) {
 		t.Errorf("after revoke: %+v, %v; want revoked at %v", got, err, at)
+	}
+	if r, err := s.Revoked(ctx, c.Fingerprint); err != nil || !r {
+		t.Errorf("Revoked after revocation = %v, %v", r, err)
+	}
+	if r, err := s.Revoked(ctx, randomHex(32)); err != nil || r {
+		t.Errorf("Revoked(unknown) = %v, %v", r, err)
 	}
 	if err := s.RevokeCert(ctx, c.Fingerprint, at); !errors.Is(err, scep.ErrAlreadyRevoked) {
 		t.Errorf("second RevokeCert error = %v, want ErrAlreadyRevoked", err)
