@@ -416,3 +416,31 @@ func TestRenewalRebinds(t *testing.T) {
 		t.Errorf("the replaced certificate: %v, want 403", err)
 	}
 }
+
+// custody sim apple drives simulated devices through every phase against a
+// live server and reports each phase.
+func TestSimApple(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir)
+	out, err := cli(t, "sim", "apple", "--data", dir, "--devices", "3", "--concurrency", "2", "--checkins", "2", "--commands", "2",
+		"--ca", filepath.Join(dir, fileCACert))
+	if err != nil {
+		t.Fatalf("sim: %v\n%s", err, out)
+	}
+	for _, want := range []string{"enrol: 3 in", "idle check-ins: 6 in", "command round trips: 6 in", "server CPU", "p99", "Result", "TokenUpdate"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sim report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "errors:") {
+		t.Errorf("sim reported errors:\n%s", out)
+	}
+	var list []deviceJSON
+	devs, _ := cli(t, "devices", "list", "--data", dir, "--json")
+	json.Unmarshal([]byte(devs), &list)
+	if len(list) != 3 {
+		t.Errorf("%d devices enrolled, want 3", len(list))
+	}
+}
