@@ -241,16 +241,17 @@ func (s *Service) checkin(ctx context.Context, body []byte, fp string) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := msg.(*Authenticate); ok && id != device {
+	_, authenticate := msg.(*Authenticate)
+	if authenticate && id != device {
 		return nil, refusef(http.StatusBadRequest, "mdm: Authenticate on a user channel")
+	}
+	if err := s.authorize(ctx, device, fp, authenticate); err != nil {
+		return nil, err
 	}
 	now := s.now().UTC()
 	var out []byte
 	switch m := msg.(type) {
 	case *Authenticate:
-		if err := s.authorize(ctx, device, fp, true); err != nil {
-			return nil, err
-		}
 		err = s.Store.Authenticated(ctx, &Enrollment{
 			ID: id, DeviceID: device, SerialNumber: m.SerialNumber, Model: m.Model, ModelName: m.ModelName,
 			DeviceName: m.DeviceName, OSVersion: m.OSVersion, BuildVersion: m.BuildVersion, ProductName: m.ProductName,
@@ -258,28 +259,16 @@ func (s *Service) checkin(ctx context.Context, body []byte, fp string) ([]byte, 
 			CreatedAt: now, AuthenticAt: now, LastSeenAt: now,
 		})
 	case *TokenUpdate:
-		if err := s.authorize(ctx, device, fp, false); err != nil {
-			return nil, err
-		}
 		err = s.Store.TokenUpdated(ctx, &Enrollment{
 			ID: id, DeviceID: device, UserID: ch.user(),
 			Topic: m.Topic, PushMagic: m.PushMagic, Token: m.Token, UnlockToken: m.UnlockToken,
 			CreatedAt: now, TokenUpdateAt: now, LastSeenAt: now,
 		})
 	case *CheckOut:
-		if err := s.authorize(ctx, device, fp, false); err != nil {
-			return nil, err
-		}
 		err = s.Store.Disable(ctx, id)
 	case *SetBootstrapToken:
-		if err := s.authorize(ctx, device, fp, false); err != nil {
-			return nil, err
-		}
 		err = s.Store.Update(ctx, id, func(e *Enrollment) error { e.BootstrapToken = m.BootstrapToken; return nil })
 	case *GetBootstrapToken:
-		if err := s.authorize(ctx, device, fp, false); err != nil {
-			return nil, err
-		}
 		e, err := s.Store.Enrollment(ctx, id)
 		if err != nil {
 			return nil, err
@@ -289,9 +278,6 @@ func (s *Service) checkin(ctx context.Context, body []byte, fp string) ([]byte, 
 			return nil, err
 		}
 	case *DeclarativeManagement:
-		if err := s.authorize(ctx, device, fp, false); err != nil {
-			return nil, err
-		}
 		if s.DM == nil {
 			return nil, refusef(http.StatusNotImplemented, "mdm: no declarative management handler")
 		}

@@ -26,7 +26,26 @@ type challengeResponse struct {
 	For       string    `json:"for,omitempty"`
 }
 
-const maxChallengeTTL = 90 * 24 * time.Hour
+// maxMintTTL bounds how long a challenge or an enrollment link may live.
+const maxMintTTL = 90 * 24 * time.Hour
+
+// validateMint checks the fields shared by the requests that mint a
+// challenge or an enrollment link. It returns the TTL (zero for the
+// default) or a message for a 400.
+func validateMint(ttlText, note, mintedFor string) (time.Duration, string) {
+	var ttl time.Duration
+	if ttlText != "" {
+		var err error
+		ttl, err = time.ParseDuration(ttlText)
+		if err != nil || ttl <= 0 || ttl > maxMintTTL {
+			return 0, "ttl: want a positive duration up to 2160h, such as 30m or 24h"
+		}
+	}
+	if len(note) > 1024 || len(mintedFor) > 256 {
+		return 0, "note (1024 bytes) or for (256 bytes) too long"
+	}
+	return ttl, ""
+}
 
 func (s *server) createChallenge(w http.ResponseWriter, r *http.Request) {
 	var req challengeRequest
@@ -34,17 +53,9 @@ func (s *server) createChallenge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var ttl time.Duration
-	if req.TTL != "" {
-		var err error
-		ttl, err = time.ParseDuration(req.TTL)
-		if err != nil || ttl <= 0 || ttl > maxChallengeTTL {
-			writeError(w, http.StatusBadRequest, "ttl: want a positive duration up to 2160h, such as 30m or 24h")
-			return
-		}
-	}
-	if len(req.Note) > 1024 || len(req.For) > 256 {
-		writeError(w, http.StatusBadRequest, "note (1024 bytes) or for (256 bytes) too long")
+	ttl, msg := validateMint(req.TTL, req.Note, req.For)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	c, secret, err := scep.NewChallenge(r.Context(), s.db.SCEP(), ttl, req.Note, req.For)
@@ -182,17 +193,9 @@ func (s *server) createEnrollment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var ttl time.Duration
-	if req.TTL != "" {
-		var err error
-		ttl, err = time.ParseDuration(req.TTL)
-		if err != nil || ttl <= 0 || ttl > maxChallengeTTL {
-			writeError(w, http.StatusBadRequest, "ttl: want a positive duration up to 2160h, such as 24h")
-			return
-		}
-	}
-	if len(req.Note) > 1024 || len(req.For) > 256 {
-		writeError(w, http.StatusBadRequest, "note (1024 bytes) or for (256 bytes) too long")
+	ttl, msg := validateMint(req.TTL, req.Note, req.For)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	t, secret, err := enroll.NewToken(r.Context(), s.db.Enroll(), ttl, req.Note, req.For)
