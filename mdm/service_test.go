@@ -280,3 +280,35 @@ func pool(cas ...*scep.CA) *x509.CertPool {
 	}
 	return p
 }
+
+type dmHandler struct {
+	got chan *mdm.DeclarativeManagement
+}
+
+func (h dmHandler) DeclarativeManagement(_ context.Context, e *mdm.Enrollment, m *mdm.DeclarativeManagement) ([]byte, error) {
+	h.got <- m
+	return []byte(`{"SyncTokens":{"DeclarationsToken":"` + e.ID + `"}}`), nil
+}
+
+// DeclarativeManagement check-ins reach the pluggable handler, with the
+// enrollment they come from; without a handler they are refused, not lost.
+func TestDeclarativeManagement(t *testing.T) {
+	s := newServer(t)
+	ctx := context.Background()
+	d := s.device(t)
+	d.Authenticate(ctx)
+	d.TokenUpdate(ctx)
+	if _, err := d.DeclarativeManagement(ctx, "tokens", nil); err == nil {
+		t.Error("DeclarativeManagement without a handler succeeded")
+	}
+	h := dmHandler{got: make(chan *mdm.DeclarativeManagement, 1)}
+	s.svc.DM = h
+	out, err := d.DeclarativeManagement(ctx, "status", []byte(`{"StatusItems":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := <-h.got
+	if m.Endpoint != "status" || string(m.Data) != `{"StatusItems":{}}` || !strings.Contains(string(out), d.UDID) {
+		t.Errorf("handler got %+v, device got %s", m, out)
+	}
+}

@@ -328,3 +328,13 @@ func (d *Device) Clone() *Device {
 		HTTPClient: d.HTTPClient, PushMagic: d.PushMagic, Token: d.Token, Busy: d.Busy, Tamper: d.Tamper, Observe: d.Observe,
 	}
 }
+
+// DeclarativeManagement sends a DeclarativeManagement check-in for an
+// endpoint ("tokens", "declaration-items", "status", ...) with an optional
+// JSON body, and returns the server's answer.
+func (d *Device) DeclarativeManagement(ctx context.Context, endpoint string, data []byte) ([]byte, error) {
+	return d.send(ctx, "DeclarativeManagement", d.checkinURL(), struct {
+		MessageType string
+		*mdm.DeclarativeManagement
+	}{"DeclarativeManagement", &mdm.DeclarativeManagement{UDID: d.UDID, Endpoint: endpoint, Data: data}})
+}
