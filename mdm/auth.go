@@ -58,6 +58,10 @@ func Sign(body []byte, cert *x509.Certificate, key crypto.Signer) (string, error
 // returns the certificate that signed it. It does not judge whether that
 // certificate is trusted; Authenticator does.
 func VerifySignature(header string, body []byte) (*x509.Certificate, error) {
+	return verifySignature(header, body, nil)
+}
+
+func verifySignature(header string, body []byte, certs *certCache) (*x509.Certificate, error) {
 	if len(header) > MaxSignatureBytes {
 		return nil, fmt.Errorf("%w: header larger than %d bytes", ErrBadSignature, MaxSignatureBytes)
 	}
@@ -65,6 +69,14 @@ func VerifySignature(header string, body []byte) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: not base64: %v", ErrBadSignature, err)
 	}
+	cert, err := verifyDetachedDER(der, body, certs)
+	if err == nil {
+		return cert, nil
+	}
+	if !errors.Is(err, errNotDER) {
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	// Not plain DER (BER from some client): the general parser.
 	p7, err := pkcs7.Parse(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
@@ -144,6 +156,8 @@ type Authenticator struct {
 	// time.
 	verified sync.Map // fingerprint → time.Time (NotAfter)
 	cached   atomic.Int64
+	// certs caches the parsed certificates that sign requests.
+	certs certCache
 }
 
 // maxVerifiedCache bounds the chain cache; past it, the cache is emptied.
@@ -156,7 +170,7 @@ func (a *Authenticator) Identify(r *http.Request, body []byte) (*x509.Certificat
 	var err error
 	switch {
 	case r.Header.Get("Mdm-Signature") != "":
-		cert, err = VerifySignature(r.Header.Get("Mdm-Signature"), body)
+		cert, err = verifySignature(r.Header.Get("Mdm-Signature"), body, &a.certs)
 	case a.CertHeader != "" && r.Header.Get(a.CertHeader) != "":
 		cert, err = ParseClientCertHeader(r.Header.Get(a.CertHeader))
 		if err != nil {
