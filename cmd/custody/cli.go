@@ -165,13 +165,10 @@ func certsCmd() *cobra.Command {
 			if err := c.call(cmd, http.MethodGet, "/api/v1/certs", nil, &resp); err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(resp.Certs)
+				return printJSON(cmd, resp.Certs)
 			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERIAL\tSUBJECT\tFINGERPRINT (SHA-256)\tNOT AFTER\tREVOKED\tCHALLENGE")
 			for _, cert := range resp.Certs {
 				revoked := "no"
