@@ -34,7 +34,49 @@ var (
 	oidSHA256        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}
 	oidSHA384        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}
 	oidSHA512        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}
+
+	oidRSAEncryption = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+	oidSHA1WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 5}
+	oidSHA256WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
+	oidSHA384WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}
+	oidSHA512WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}
+	oidECDSAWithSHA1 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 1}
+	oidECDSASHA256   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
+	oidECDSASHA384   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
+	oidECDSASHA512   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
 )
+
+// signatureAlgorithmFits reports whether a SignerInfo's signatureAlgorithm
+// names the signer's key type and (when it names one) the digest used.
+func signatureAlgorithmFits(alg asn1.ObjectIdentifier, key any, h crypto.Hash) bool {
+	switch key.(type) {
+	case *rsa.PublicKey:
+		switch {
+		case alg.Equal(oidRSAEncryption):
+			return true
+		case alg.Equal(oidSHA1WithRSA):
+			return h == crypto.SHA1
+		case alg.Equal(oidSHA256WithRSA):
+			return h == crypto.SHA256
+		case alg.Equal(oidSHA384WithRSA):
+			return h == crypto.SHA384
+		case alg.Equal(oidSHA512WithRSA):
+			return h == crypto.SHA512
+		}
+	case *ecdsa.PublicKey:
+		switch {
+		case alg.Equal(oidECDSAWithSHA1):
+			return h == crypto.SHA1
+		case alg.Equal(oidECDSASHA256):
+			return h == crypto.SHA256
+		case alg.Equal(oidECDSASHA384):
+			return h == crypto.SHA384
+		case alg.Equal(oidECDSASHA512):
+			return h == crypto.SHA512
+		}
+	}
+	return false
+}
 
 type cmsContentInfo struct {
 	ContentType asn1.ObjectIdentifier
@@ -107,7 +149,13 @@ func (c *certCache) parse(der []byte) (*x509.Certificate, error) {
 
 // verifyDetachedDER verifies a DER detached SignedData over body and
 // returns the signer's certificate.
-func verifyDetachedDER(der, body []byte, certs *certCache) (*x509.Certificate, error) {
+func verifyDetachedDER(der, body []byte, cache *certCache) (*x509.Certificate, error) {
+	// Every constructed element, all the way down (certificates included),
+	// must be well-formed DER, as the general parser's BER pass requires:
+	// nothing this path skips over may be malformed.
+	if !wellFormed(der, 0) {
+		return nil, errNotDER
+	}
 	var ci cmsContentInfo
 	if rest, err := asn1.Unmarshal(der, &ci); err != nil || len(rest) != 0 {
 		return nil, errNotDER
@@ -119,6 +167,19 @@ func verifyDetachedDER(der, body []byte, certs *certCache) (*x509.Certificate, e
 	if rest, err := asn1.Unmarshal(ci.Content.Bytes, &sd); err != nil || len(rest) != 0 {
 		return nil, errNotDER
 	}
+	// Only the exact shape devices send takes this path: version 1 (signers
+	// named by issuer and serial), DigestAlgorithms a SET. Anything else
+	// goes to the general parser, which is then the one that decides.
+	da, certs := sd.DigestAlgorithms, sd.Certificates
+	var digestAlgs []pkix.AlgorithmIdentifier
+	if rest, err := asn1.UnmarshalWithParams(da.FullBytes, &digestAlgs, "set"); err != nil || len(rest) != 0 {
+		return nil, errNotDER
+	}
+	if sd.Version != 1 || !isTag(da, asn1.ClassUniversal, asn1.TagSet, true) ||
+		!isTag(certs, asn1.ClassContextSpecific, 0, true) || len(sd.CRLs.FullBytes) > 0 ||
+		!sd.EncapContentInfo.ContentType.Equal(oidData) {
+		return nil, errNotDER
+	}
 	if len(sd.EncapContentInfo.Content.Bytes) != 0 {
 		return nil, errors.New("signature is not detached")
 	}
@@ -126,17 +187,26 @@ func verifyDetachedDER(der, body []byte, certs *certCache) (*x509.Certificate, e
 		return nil, errors.New("want exactly one signer")
 	}
 	si := sd.SignerInfos[0]
+	if si.Version != 1 || len(si.UnsignedAttrs.FullBytes) > 0 {
+		return nil, errNotDER
+	}
 	var sid cmsIssuerAndSerial
 	if rest, err := asn1.Unmarshal(si.SID.FullBytes, &sid); err != nil || len(rest) != 0 {
 		return nil, errNotDER // subjectKeyIdentifier form: leave it to the general parser
 	}
-	signer, err := findSigner(sd.Certificates.Bytes, sid, certs)
+	if !isTag(sid.Issuer, asn1.ClassUniversal, asn1.TagSequence, true) || !isTag(sid.Serial, asn1.ClassUniversal, asn1.TagInteger, false) {
+		return nil, errNotDER
+	}
+	signer, err := findSigner(certs.Bytes, sid, cache)
 	if err != nil {
 		return nil, err
 	}
 	h, err := digestHash(si.DigestAlgorithm.Algorithm)
 	if err != nil {
-		return nil, err
+		return nil, errNotDER
+	}
+	if !signatureAlgorithmFits(si.SignatureAlgorithm.Algorithm, signer.PublicKey, h) {
+		return nil, errNotDER
 	}
 	d := h.New()
 	d.Write(body)
@@ -144,6 +214,9 @@ func verifyDetachedDER(der, body []byte, certs *certCache) (*x509.Certificate, e
 
 	signed := contentDigest
 	if len(si.SignedAttrs.FullBytes) > 0 {
+		if !isTag(si.SignedAttrs, asn1.ClassContextSpecific, 0, true) {
+			return nil, errNotDER
+		}
 		var attrs []cmsAttribute
 		if rest, err := asn1.UnmarshalWithParams(si.SignedAttrs.FullBytes, &attrs, "set,tag:0"); err != nil || len(rest) != 0 {
 			return nil, errNotDER
@@ -194,6 +267,30 @@ func verifyDetachedDER(der, body []byte, certs *certCache) (*x509.Certificate, e
 	return signer, nil
 }
 
+// wellFormed walks a DER encoding, descending into constructed elements.
+func wellFormed(b []byte, depth int) bool {
+	if depth > 32 {
+		return false
+	}
+	for len(b) > 0 {
+		var v asn1.RawValue
+		rest, err := asn1.Unmarshal(b, &v)
+		if err != nil {
+			return false
+		}
+		if v.IsCompound && !wellFormed(v.Bytes, depth+1) {
+			return false
+		}
+		b = rest
+	}
+	return true
+}
+
+// isTag reports whether v has exactly the given class, tag and form.
+func isTag(v asn1.RawValue, class, tag int, compound bool) bool {
+	return v.Class == class && v.Tag == tag && v.IsCompound == compound
+}
+
 func findSigner(raw []byte, sid cmsIssuerAndSerial, certs *certCache) (*x509.Certificate, error) {
 	for len(raw) > 0 {
 		var c asn1.RawValue
@@ -204,7 +301,7 @@ func findSigner(raw []byte, sid cmsIssuerAndSerial, certs *certCache) (*x509.Cer
 		raw = rest
 		cert, err := certs.parse(c.FullBytes)
 		if err != nil {
-			continue // not a certificate we can use; another may be the signer
+			return nil, errNotDER // whatever it is, the general parser decides
 		}
 		serial, err := asn1.Marshal(cert.SerialNumber)
 		if err == nil && bytes.Equal(cert.RawIssuer, sid.Issuer.FullBytes) && bytes.Equal(serial, sid.Serial.FullBytes) {
