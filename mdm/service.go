@@ -314,25 +314,24 @@ func (s *Service) command(ctx context.Context, resp *Response, fp string) ([]byt
 	}
 	if resp.Status != StatusIdle {
 		res := &Result{EnrollmentID: id, CommandUUID: resp.CommandUUID, Status: resp.Status, Raw: body, ReceivedAt: s.now().UTC()}
-		if err := s.Store.StoreResult(ctx, res); errors.Is(err, ErrUnknownCommand) {
+		wiped := false
+		err := s.Store.StoreResult(ctx, res, func(e *Enrollment, r *Result) {
+			// An acknowledged EraseDevice is recorded with its result: the
+			// device is erasing itself and will not talk again.
+			if r.Status == StatusAcknowledged && r.RequestType == "EraseDevice" {
+				e.WipedAt, e.Enabled, wiped = r.ReceivedAt, false, true
+			}
+		})
+		if errors.Is(err, ErrUnknownCommand) {
 			return nil, refuse(http.StatusBadRequest, err)
 		} else if err != nil {
 			return nil, err
 		}
-		if res.Status == StatusAcknowledged && res.RequestType == "EraseDevice" {
-			// The device is erasing itself: it will not talk again.
-			err := s.Store.Update(ctx, id, func(e *Enrollment) error {
-				e.WipedAt, e.Enabled = res.ReceivedAt, false
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
+		s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res})
+		if wiped {
 			s.log().Info("mdm: device wiped", "enrollment", id, "command_uuid", res.CommandUUID)
-			s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res})
 			return nil, nil
 		}
-		s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res})
 	}
 	next, err := s.Store.NextCommand(ctx, id, resp.Status != StatusIdle)
 	if err != nil || next == nil {

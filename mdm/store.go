@@ -116,9 +116,11 @@ type Store interface {
 	// StoreResult records a result for a command in the enrollment's
 	// queue: Acknowledged, Error and CommandFormatError remove it, NotNow
 	// marks it. An empty RequestType is filled in from the queued command.
-	// It returns ErrUnknownCommand if the command is not queued for this
-	// enrollment.
-	StoreResult(ctx context.Context, r *Result) error
+	// If update is not nil it is applied to the enrollment in the same
+	// transaction, with r complete (a wipe recorded with its EraseDevice
+	// result). It returns ErrUnknownCommand if the command is not queued
+	// for this enrollment, and then stores nothing.
+	StoreResult(ctx context.Context, r *Result, update func(*Enrollment, *Result)) error
 	// Queue returns an enrollment's queued commands in order.
 	Queue(ctx context.Context, id string) ([]*QueuedCommand, error)
 	// Results returns the results an enrollment has sent, oldest first.

@@ -213,14 +213,8 @@ func TestCommandsFromCLI(t *testing.T) {
 // wakes it to fetch and answer; an uploaded push certificate sets the topic
 // of later enrollments.
 func TestPushOnEnqueue(t *testing.T) {
-	fake := mdmtest.NewAPNs()
-	defer fake.Close()
-	caFile := filepath.Join(t.TempDir(), "apns-ca.pem")
-	os.WriteFile(caFile, pemCert(fake.Certificate()), 0o644)
 	dir := t.TempDir()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	startServe(t, ctx, dir, "--apns-host", fake.URL, "--apns-ca", caFile)
+	fake := serveWithFakeAPNs(t, dir)
 
 	var link enrollmentResponse
 	apiCall(t, dir, http.MethodPost, "/api/v1/enrollments", enrollmentRequest{}, &link)
@@ -292,14 +286,8 @@ func fakePushCert(t *testing.T, topic string) []byte {
 // are pushed, answer DeviceInformation and InstallProfile, and are erased.
 func TestFleetEndToEnd(t *testing.T) {
 	const n = 8
-	fake := mdmtest.NewAPNs()
-	defer fake.Close()
-	caFile := filepath.Join(t.TempDir(), "apns-ca.pem")
-	os.WriteFile(caFile, pemCert(fake.Certificate()), 0o644)
 	dir := t.TempDir()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	startServe(t, ctx, dir, "--apns-host", fake.URL, "--apns-ca", caFile)
+	fake := serveWithFakeAPNs(t, dir)
 
 	devices := make([]*mdmtest.Device, n)
 	errs := make(chan error, n)
@@ -443,4 +431,18 @@ func TestSimApple(t *testing.T) {
 	if len(list) != 3 {
 		t.Errorf("%d devices enrolled, want 3", len(list))
 	}
+}
+
+// serveWithFakeAPNs starts custody serve on dir with its APNs host pointed
+// at a fake, which it returns; both stop when the test ends.
+func serveWithFakeAPNs(t *testing.T, dir string) *mdmtest.APNs {
+	t.Helper()
+	fake := mdmtest.NewAPNs()
+	t.Cleanup(fake.Close)
+	caFile := filepath.Join(t.TempDir(), "apns-ca.pem")
+	os.WriteFile(caFile, pemCert(fake.Certificate()), 0o644)
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	startServe(t, ctx, dir, "--apns-host", fake.URL, "--apns-ca", caFile)
+	return fake
 }

@@ -357,7 +357,7 @@ func (s *MDMStore) Queue(ctx context.Context, id string) ([]*mdm.QueuedCommand, 
 }
 
 // StoreResult implements mdm.Store.
-func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result) error {
+func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result, update func(*mdm.Enrollment, *mdm.Result)) error {
 	return s.update(ctx, func(tx *bbolt.Tx) error {
 		q, idx, res := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex), tx.Bucket(bucketResults)
 		ik := append(prefix(r.EnrollmentID), r.CommandUUID...)
@@ -382,6 +382,16 @@ func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result) error {
 				return err
 			}
 			if err := idx.Delete(ik); err != nil {
+				return err
+			}
+		}
+		if update != nil {
+			e, err := getEnrollment(tx, r.EnrollmentID)
+			if err != nil {
+				return err
+			}
+			update(e, r)
+			if err := putJSON(tx.Bucket(bucketEnrollments), []byte(r.EnrollmentID), e); err != nil {
 				return err
 			}
 		}

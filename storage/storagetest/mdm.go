@@ -18,6 +18,7 @@ func RunMDM(t *testing.T, newStore func(t *testing.T) mdm.Store) {
 	t.Run("QueueIsolation", func(t *testing.T) { testQueueIsolation(t, newStore(t)) })
 	t.Run("CertBinding", func(t *testing.T) { testCertBinding(t, newStore(t)) })
 	t.Run("EnqueueAtomic", func(t *testing.T) { testEnqueueAtomic(t, newStore(t)) })
+	t.Run("ResultUpdatesEnrollment", func(t *testing.T) { testResultUpdatesEnrollment(t, newStore(t)) })
 }
 
 func authenticate(t *testing.T, s mdm.Store, id, fp string) {
@@ -148,7 +149,7 @@ func testQueue(t *testing.T, s mdm.Store) {
 		t.Fatalf("NextCommand = %+v, %v", next, err)
 	}
 	// NotNow keeps c1 but lets c2 through until the next Idle.
-	if err := s.StoreResult(ctx, result("D", "c1", mdm.StatusNotNow)); err != nil {
+	if err := s.StoreResult(ctx, result("D", "c1", mdm.StatusNotNow), nil); err != nil {
 		t.Fatal(err)
 	}
 	if next, _ = s.NextCommand(ctx, "D", true); next == nil || next.UUID != "c2" {
@@ -160,7 +161,7 @@ func testQueue(t *testing.T, s mdm.Store) {
 	untyped := result("D", "c2", mdm.StatusAcknowledged)
 	untyped.RequestType = "" // the store knows it from the queue
 	for _, r := range []*mdm.Result{untyped, result("D", "c1", mdm.StatusError), result("D", "c3", mdm.StatusCommandFormatError)} {
-		if err := s.StoreResult(ctx, r); err != nil {
+		if err := s.StoreResult(ctx, r, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +169,7 @@ func testQueue(t *testing.T, s mdm.Store) {
 		t.Errorf("queue not empty after final results: %+v", next)
 	}
 	// A second answer to a finished command is refused.
-	if err := s.StoreResult(ctx, result("D", "c2", mdm.StatusAcknowledged)); !errors.Is(err, mdm.ErrUnknownCommand) {
+	if err := s.StoreResult(ctx, result("D", "c2", mdm.StatusAcknowledged), nil); !errors.Is(err, mdm.ErrUnknownCommand) {
 		t.Errorf("second result for c2: %v, want ErrUnknownCommand", err)
 	}
 	rs, err := s.Results(ctx, "D")
@@ -200,14 +201,19 @@ func testQueueIsolation(t *testing.T, s mdm.Store) {
 	if next, _ := s.NextCommand(ctx, "B", false); next != nil {
 		t.Errorf("B sees A's command %s", next.UUID)
 	}
-	if err := s.StoreResult(ctx, result("B", "for-A", mdm.StatusAcknowledged)); !errors.Is(err, mdm.ErrUnknownCommand) {
+	touched := false
+	err := s.StoreResult(ctx, result("B", "for-A", mdm.StatusAcknowledged), func(*mdm.Enrollment, *mdm.Result) { touched = true })
+	if !errors.Is(err, mdm.ErrUnknownCommand) {
 		t.Errorf("B answering A's command: %v, want ErrUnknownCommand", err)
+	}
+	if touched {
+		t.Error("a refused result updated the enrollment")
 	}
 	if q := queueUUIDs(t, s, "A"); q != "for-A " {
 		t.Errorf("A's queue after B's attempt: %q", q)
 	}
 	enqueue(t, s, "both", "A", "B")
-	if err := s.StoreResult(ctx, result("A", "both", mdm.StatusAcknowledged)); err != nil {
+	if err := s.StoreResult(ctx, result("A", "both", mdm.StatusAcknowledged), nil); err != nil {
 		t.Fatal(err)
 	}
 	if q := queueUUIDs(t, s, "B"); q != "both " {
@@ -248,5 +254,33 @@ func testEnqueueAtomic(t *testing.T, s mdm.Store) {
 	}
 	if q := queueUUIDs(t, s, "A"); q != "" {
 		t.Errorf("a refused Enqueue queued %q for A", q)
+	}
+}
+
+// StoreResult's update sees the complete result and is stored with it: an
+// acknowledged EraseDevice and the wipe it records are one write.
+func testResultUpdatesEnrollment(t *testing.T, s mdm.Store) {
+	ctx := context.Background()
+	authenticate(t, s, "W", "fp")
+	tokenUpdate(t, s, "W", "W")
+	if err := s.Enqueue(ctx, []string{"W"}, &mdm.QueuedCommand{UUID: "erase", RequestType: "EraseDevice", Payload: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	r := result("W", "erase", mdm.StatusAcknowledged)
+	r.RequestType = ""
+	var seen string
+	err := s.StoreResult(ctx, r, func(e *mdm.Enrollment, r *mdm.Result) {
+		seen = r.RequestType
+		e.WipedAt, e.Enabled = r.ReceivedAt, false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != "EraseDevice" {
+		t.Errorf("update saw RequestType %q, want EraseDevice filled in from the queue", seen)
+	}
+	e, _ := s.Enrollment(ctx, "W")
+	if !e.WipedAt.Equal(t0) || e.Enabled {
+		t.Errorf("enrollment after the update: wiped %v, enabled %v", e.WipedAt, e.Enabled)
 	}
 }
