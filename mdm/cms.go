@@ -8,111 +8,124 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	_ "crypto/sha1"
 	_ "crypto/sha512"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // This file verifies the detached CMS SignedData of an Mdm-Signature
 // (RFC 5652) without a general-purpose PKCS#7 library: it is on the path
 // of every MDM request, and the general parser re-encodes BER and re-parses
-// the device's certificate each time. It accepts DER only; VerifySignature
-// falls back to github.com/smallstep/pkcs7 for anything else.
+// the device's certificate each time. It reads DER with cryptobyte, comparing
+// object identifiers as encoded bytes, and takes only the exact shape
+// devices send; VerifySignature falls back to github.com/smallstep/pkcs7 for
+// anything else (errNotDER), and that parser then decides.
+
+// oid returns the DER encoding (tag, length, value) of an object identifier.
+func oid(arcs ...int) []byte {
+	b, err := asn1.Marshal(asn1.ObjectIdentifier(arcs))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
 
 var (
-	oidSignedData    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
-	oidData          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
-	oidContentType   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
-	oidMessageDigest = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
-	oidSHA1          = asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}
-	oidSHA256        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}
-	oidSHA384        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}
-	oidSHA512        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}
+	oidSignedData    = oid(1, 2, 840, 113549, 1, 7, 2)
+	oidData          = oid(1, 2, 840, 113549, 1, 7, 1)
+	oidContentType   = oid(1, 2, 840, 113549, 1, 9, 3)
+	oidMessageDigest = oid(1, 2, 840, 113549, 1, 9, 4)
+	oidSigningTime   = oid(1, 2, 840, 113549, 1, 9, 5)
 
-	oidRSAEncryption = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
-	oidSHA1WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 5}
-	oidSHA256WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
-	oidSHA384WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}
-	oidSHA512WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}
-	oidECDSAWithSHA1 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 1}
-	oidECDSASHA256   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-	oidECDSASHA384   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
-	oidECDSASHA512   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
+	digestAlgorithms = []struct {
+		oid  []byte
+		hash crypto.Hash
+	}{
+		{oid(2, 16, 840, 1, 101, 3, 4, 2, 1), crypto.SHA256},
+		{oid(2, 16, 840, 1, 101, 3, 4, 2, 2), crypto.SHA384},
+		{oid(2, 16, 840, 1, 101, 3, 4, 2, 3), crypto.SHA512},
+		{oid(1, 3, 14, 3, 2, 26), crypto.SHA1},
+	}
+
+	// signatureAlgorithms are the SignerInfo signatureAlgorithm values
+	// accepted for each key type, with the digest each one names (0: any).
+	rsaSignatureAlgorithms = []struct {
+		oid  []byte
+		hash crypto.Hash
+	}{
+		{oid(1, 2, 840, 113549, 1, 1, 1), 0}, // rsaEncryption
+		{oid(1, 2, 840, 113549, 1, 1, 5), crypto.SHA1},
+		{oid(1, 2, 840, 113549, 1, 1, 11), crypto.SHA256},
+		{oid(1, 2, 840, 113549, 1, 1, 12), crypto.SHA384},
+		{oid(1, 2, 840, 113549, 1, 1, 13), crypto.SHA512},
+	}
+	ecdsaSignatureAlgorithms = []struct {
+		oid  []byte
+		hash crypto.Hash
+	}{
+		{oid(1, 2, 840, 10045, 4, 1), crypto.SHA1},
+		{oid(1, 2, 840, 10045, 4, 3, 2), crypto.SHA256},
+		{oid(1, 2, 840, 10045, 4, 3, 3), crypto.SHA384},
+		{oid(1, 2, 840, 10045, 4, 3, 4), crypto.SHA512},
+	}
 )
 
 // signatureAlgorithmFits reports whether a SignerInfo's signatureAlgorithm
 // names the signer's key type and (when it names one) the digest used.
-func signatureAlgorithmFits(alg asn1.ObjectIdentifier, key any, h crypto.Hash) bool {
+func signatureAlgorithmFits(alg []byte, key any, h crypto.Hash) bool {
+	algs := rsaSignatureAlgorithms
 	switch key.(type) {
 	case *rsa.PublicKey:
-		switch {
-		case alg.Equal(oidRSAEncryption):
-			return true
-		case alg.Equal(oidSHA1WithRSA):
-			return h == crypto.SHA1
-		case alg.Equal(oidSHA256WithRSA):
-			return h == crypto.SHA256
-		case alg.Equal(oidSHA384WithRSA):
-			return h == crypto.SHA384
-		case alg.Equal(oidSHA512WithRSA):
-			return h == crypto.SHA512
-		}
 	case *ecdsa.PublicKey:
-		switch {
-		case alg.Equal(oidECDSAWithSHA1):
-			return h == crypto.SHA1
-		case alg.Equal(oidECDSASHA256):
-			return h == crypto.SHA256
-		case alg.Equal(oidECDSASHA384):
-			return h == crypto.SHA384
-		case alg.Equal(oidECDSASHA512):
-			return h == crypto.SHA512
+		algs = ecdsaSignatureAlgorithms
+	default:
+		return false
+	}
+	for _, a := range algs {
+		if bytes.Equal(alg, a.oid) {
+			return a.hash == 0 || a.hash == h
 		}
 	}
 	return false
 }
 
-type cmsContentInfo struct {
-	ContentType asn1.ObjectIdentifier
-	Content     asn1.RawValue `asn1:"explicit,tag:0"`
-}
-
-type cmsSignedData struct {
-	Version          int
-	DigestAlgorithms asn1.RawValue
-	EncapContentInfo struct {
-		ContentType asn1.ObjectIdentifier
-		Content     asn1.RawValue `asn1:"optional,explicit,tag:0"`
+// readAlgorithm reads an AlgorithmIdentifier whose parameters are absent
+// or NULL and returns its encoded object identifier.
+func readAlgorithm(s *cryptobyte.String, alg *[]byte) bool {
+	var seq, id cryptobyte.String
+	if !s.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.ReadASN1Element(&id, cbasn1.OBJECT_IDENTIFIER) {
+		return false
 	}
-	Certificates asn1.RawValue   `asn1:"optional,tag:0"`
-	CRLs         asn1.RawValue   `asn1:"optional,tag:1"`
-	SignerInfos  []cmsSignerInfo `asn1:"set"`
+	*alg = id
+	var null cryptobyte.String
+	return seq.Empty() || (seq.ReadASN1(&null, cbasn1.NULL) && null.Empty() && seq.Empty())
 }
 
-type cmsSignerInfo struct {
-	Version            int
-	SID                asn1.RawValue
-	DigestAlgorithm    pkix.AlgorithmIdentifier
-	SignedAttrs        asn1.RawValue `asn1:"optional,tag:0"`
-	SignatureAlgorithm pkix.AlgorithmIdentifier
-	Signature          []byte
-	UnsignedAttrs      asn1.RawValue `asn1:"optional,tag:1"`
+// readOptionalElement reads the next element, tag and length included,
+// into out if it has the given tag, and leaves out nil if not.
+func readOptionalElement(s *cryptobyte.String, out *cryptobyte.String, tag cbasn1.Tag) bool {
+	if !s.PeekASN1Tag(tag) {
+		return true
+	}
+	return s.ReadASN1Element(out, tag)
 }
 
-type cmsIssuerAndSerial struct {
-	Issuer asn1.RawValue
-	Serial asn1.RawValue
-}
-
-type cmsAttribute struct {
-	Type   asn1.ObjectIdentifier
-	Values asn1.RawValue `asn1:"set"`
+func digestHash(alg []byte) (crypto.Hash, bool) {
+	for _, d := range digestAlgorithms {
+		if bytes.Equal(alg, d.oid) {
+			return d.hash, true
+		}
+	}
+	return 0, false
 }
 
 // errNotDER sends VerifySignature to the general parser.
@@ -121,30 +134,42 @@ var errNotDER = errors.New("not DER")
 // certCache keeps parsed certificates by the SHA-256 of their DER, so a
 // device's certificate is parsed once, not at every request.
 type certCache struct {
-	m sync.Map // [32]byte → *x509.Certificate
+	m sync.Map // [32]byte → *cachedCert
 	n atomic.Int64
+}
+
+type cachedCert struct {
+	cert   *x509.Certificate
+	serial []byte // the DER INTEGER of its serial number
 }
 
 const maxCertCache = 200_000
 
-func (c *certCache) parse(der []byte) (*x509.Certificate, error) {
-	if c == nil {
-		return x509.ParseCertificate(der)
-	}
-	sum := sha256.Sum256(der)
-	if v, ok := c.m.Load(sum); ok {
-		return v.(*x509.Certificate), nil
+func (c *certCache) parse(der []byte) (*cachedCert, error) {
+	var sum [32]byte
+	if c != nil {
+		sum = sha256.Sum256(der)
+		if v, ok := c.m.Load(sum); ok {
+			return v.(*cachedCert), nil
+		}
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, err
 	}
-	if c.n.Add(1) > maxCertCache {
-		c.m.Clear()
-		c.n.Store(1)
+	serial, err := asn1.Marshal(cert.SerialNumber)
+	if err != nil {
+		return nil, err
 	}
-	c.m.Store(sum, cert)
-	return cert, nil
+	cc := &cachedCert{cert, serial}
+	if c != nil {
+		if c.n.Add(1) > maxCertCache {
+			c.m.Clear()
+			c.n.Store(1)
+		}
+		c.m.Store(sum, cc)
+	}
+	return cc, nil
 }
 
 // verifyDetachedDER verifies a DER detached SignedData over body and
@@ -156,56 +181,72 @@ func verifyDetachedDER(der, body []byte, cache *certCache) (*x509.Certificate, e
 	if !wellFormed(der, 0) {
 		return nil, errNotDER
 	}
-	var ci cmsContentInfo
-	if rest, err := asn1.Unmarshal(der, &ci); err != nil || len(rest) != 0 {
+	// ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
+	in := cryptobyte.String(der)
+	var ci, contentType, content cryptobyte.String
+	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !in.Empty() ||
+		!ci.ReadASN1Element(&contentType, cbasn1.OBJECT_IDENTIFIER) {
 		return nil, errNotDER
 	}
-	if !ci.ContentType.Equal(oidSignedData) {
+	if !bytes.Equal(contentType, oidSignedData) {
 		return nil, errors.New("not a CMS SignedData")
 	}
-	var sd cmsSignedData
-	if rest, err := asn1.Unmarshal(ci.Content.Bytes, &sd); err != nil || len(rest) != 0 {
-		return nil, errNotDER
-	}
 	// Only the exact shape devices send takes this path: version 1 (signers
-	// named by issuer and serial), DigestAlgorithms a SET. Anything else
-	// goes to the general parser, which is then the one that decides.
-	da, certs := sd.DigestAlgorithms, sd.Certificates
-	var digestAlgs []pkix.AlgorithmIdentifier
-	if rest, err := asn1.UnmarshalWithParams(da.FullBytes, &digestAlgs, "set"); err != nil || len(rest) != 0 {
+	// named by issuer and serial), DigestAlgorithms a SET of known digests,
+	// certificates present, no CRLs, one SignerInfo without unsigned
+	// attributes. Anything else goes to the general parser.
+	var sd, digestAlgs, encap, eContentType, certs, signerInfos cryptobyte.String
+	var version int
+	if !ci.ReadASN1(&content, cbasn1.Tag(0).Constructed().ContextSpecific()) || !ci.Empty() ||
+		!content.ReadASN1(&sd, cbasn1.SEQUENCE) || !content.Empty() ||
+		!sd.ReadASN1Integer(&version) || version != 1 ||
+		!sd.ReadASN1(&digestAlgs, cbasn1.SET) ||
+		!sd.ReadASN1(&encap, cbasn1.SEQUENCE) ||
+		!encap.ReadASN1Element(&eContentType, cbasn1.OBJECT_IDENTIFIER) || !bytes.Equal(eContentType, oidData) ||
+		!sd.ReadASN1(&certs, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
+		!sd.ReadASN1(&signerInfos, cbasn1.SET) || !sd.Empty() {
 		return nil, errNotDER
 	}
-	if sd.Version != 1 || !isTag(da, asn1.ClassUniversal, asn1.TagSet, true) ||
-		!isTag(certs, asn1.ClassContextSpecific, 0, true) || len(sd.CRLs.FullBytes) > 0 ||
-		!sd.EncapContentInfo.ContentType.Equal(oidData) {
-		return nil, errNotDER
+	for !digestAlgs.Empty() {
+		var alg []byte
+		if !readAlgorithm(&digestAlgs, &alg) {
+			return nil, errNotDER
+		}
+		if _, ok := digestHash(alg); !ok {
+			return nil, errNotDER
+		}
 	}
-	if len(sd.EncapContentInfo.Content.Bytes) != 0 {
+	if !encap.Empty() {
 		return nil, errors.New("signature is not detached")
 	}
-	if len(sd.SignerInfos) != 1 {
+	var si cryptobyte.String
+	if !signerInfos.ReadASN1(&si, cbasn1.SEQUENCE) {
+		return nil, errNotDER
+	}
+	if !signerInfos.Empty() {
 		return nil, errors.New("want exactly one signer")
 	}
-	si := sd.SignerInfos[0]
-	if si.Version != 1 || len(si.UnsignedAttrs.FullBytes) > 0 {
+
+	// SignerInfo ::= SEQUENCE { version 1, sid IssuerAndSerialNumber,
+	// digestAlgorithm, [0] IMPLICIT signedAttrs OPTIONAL,
+	// signatureAlgorithm, signature OCTET STRING }
+	var sid, issuer, serial, signedAttrs, signature cryptobyte.String
+	var digestAlg, sigAlg []byte
+	if !si.ReadASN1Integer(&version) || version != 1 ||
+		!si.ReadASN1(&sid, cbasn1.SEQUENCE) || // a subjectKeyIdentifier sid is [0]: left to the general parser
+		!sid.ReadASN1Element(&issuer, cbasn1.SEQUENCE) || !sid.ReadASN1Element(&serial, cbasn1.INTEGER) || !sid.Empty() ||
+		!readAlgorithm(&si, &digestAlg) ||
+		!readOptionalElement(&si, &signedAttrs, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
+		!readAlgorithm(&si, &sigAlg) ||
+		!si.ReadASN1(&signature, cbasn1.OCTET_STRING) || !si.Empty() {
 		return nil, errNotDER
 	}
-	var sid cmsIssuerAndSerial
-	if rest, err := asn1.Unmarshal(si.SID.FullBytes, &sid); err != nil || len(rest) != 0 {
-		return nil, errNotDER // subjectKeyIdentifier form: leave it to the general parser
-	}
-	if !isTag(sid.Issuer, asn1.ClassUniversal, asn1.TagSequence, true) || !isTag(sid.Serial, asn1.ClassUniversal, asn1.TagInteger, false) {
-		return nil, errNotDER
-	}
-	signer, err := findSigner(certs.Bytes, sid, cache)
+	signer, err := findSigner(certs, issuer, serial, cache)
 	if err != nil {
 		return nil, err
 	}
-	h, err := digestHash(si.DigestAlgorithm.Algorithm)
-	if err != nil {
-		return nil, errNotDER
-	}
-	if !signatureAlgorithmFits(si.SignatureAlgorithm.Algorithm, signer.PublicKey, h) {
+	h, ok := digestHash(digestAlg)
+	if !ok || !signatureAlgorithmFits(sigAlg, signer.PublicKey, h) {
 		return nil, errNotDER
 	}
 	d := h.New()
@@ -213,53 +254,24 @@ func verifyDetachedDER(der, body []byte, cache *certCache) (*x509.Certificate, e
 	contentDigest := d.Sum(nil)
 
 	signed := contentDigest
-	if len(si.SignedAttrs.FullBytes) > 0 {
-		if !isTag(si.SignedAttrs, asn1.ClassContextSpecific, 0, true) {
-			return nil, errNotDER
-		}
-		var attrs []cmsAttribute
-		if rest, err := asn1.UnmarshalWithParams(si.SignedAttrs.FullBytes, &attrs, "set,tag:0"); err != nil || len(rest) != 0 {
-			return nil, errNotDER
-		}
-		var digest []byte
-		var haveType bool
-		for _, a := range attrs {
-			switch {
-			case a.Type.Equal(oidMessageDigest):
-				if _, err := asn1.Unmarshal(a.Values.Bytes, &digest); err != nil {
-					return nil, errors.New("malformed messageDigest attribute")
-				}
-			case a.Type.Equal(oidContentType):
-				var ct asn1.ObjectIdentifier
-				if _, err := asn1.Unmarshal(a.Values.Bytes, &ct); err != nil || !ct.Equal(oidData) {
-					return nil, errors.New("content type is not data")
-				}
-				haveType = true
-			}
-		}
-		if digest == nil || !haveType {
-			return nil, errors.New("signed attributes lack messageDigest or contentType")
-		}
-		if subtle.ConstantTimeCompare(digest, contentDigest) != 1 {
-			return nil, errors.New("message digest does not match the body")
+	if signedAttrs != nil {
+		if err := checkSignedAttrs(signedAttrs, contentDigest, signer); err != nil {
+			return nil, err
 		}
 		// The signature covers the attributes encoded as a SET, not with
 		// their [0] IMPLICIT tag.
-		enc := bytes.Clone(si.SignedAttrs.FullBytes)
-		enc[0] = 0x31
 		d := h.New()
-		d.Write(enc)
+		d.Write([]byte{0x31})
+		d.Write(signedAttrs[1:])
 		signed = d.Sum(nil)
 	}
 	switch pub := signer.PublicKey.(type) {
 	case *rsa.PublicKey:
-		err = rsa.VerifyPKCS1v15(pub, h, signed, si.Signature)
+		err = rsa.VerifyPKCS1v15(pub, h, signed, signature)
 	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(pub, signed, si.Signature) {
+		if !ecdsa.VerifyASN1(pub, signed, signature) {
 			err = errors.New("ECDSA verification failed")
 		}
-	default:
-		err = fmt.Errorf("unsupported signer key %T", signer.PublicKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("signature: %w", err)
@@ -267,60 +279,93 @@ func verifyDetachedDER(der, body []byte, cache *certCache) (*x509.Certificate, e
 	return signer, nil
 }
 
+// checkSignedAttrs checks the signed attributes ([0] IMPLICIT SET OF
+// Attribute): a contentType of data and a messageDigest equal to the
+// body's, each exactly once with one value, and a signingTime, if there is
+// one, within the signer's validity.
+func checkSignedAttrs(elem cryptobyte.String, contentDigest []byte, signer *x509.Certificate) error {
+	var attrs cryptobyte.String
+	if !elem.ReadASN1(&attrs, cbasn1.Tag(0).Constructed().ContextSpecific()) {
+		return errNotDER
+	}
+	var digest cryptobyte.String
+	var haveDigest, haveType, haveTime bool
+	for !attrs.Empty() {
+		var attr, typ, values cryptobyte.String
+		if !attrs.ReadASN1(&attr, cbasn1.SEQUENCE) || !attr.ReadASN1Element(&typ, cbasn1.OBJECT_IDENTIFIER) ||
+			!attr.ReadASN1(&values, cbasn1.SET) || !attr.Empty() {
+			return errNotDER
+		}
+		switch {
+		case bytes.Equal(typ, oidMessageDigest):
+			if haveDigest || !values.ReadASN1(&digest, cbasn1.OCTET_STRING) || !values.Empty() {
+				return errNotDER
+			}
+			haveDigest = true
+		case bytes.Equal(typ, oidContentType):
+			var ct cryptobyte.String
+			if haveType || !values.ReadASN1Element(&ct, cbasn1.OBJECT_IDENTIFIER) || !values.Empty() {
+				return errNotDER
+			}
+			if !bytes.Equal(ct, oidData) {
+				return errors.New("content type is not data")
+			}
+			haveType = true
+		case bytes.Equal(typ, oidSigningTime):
+			// As pkcs7 does: a time that parses must fall within the
+			// certificate's validity; one that does not parse is ignored.
+			var t time.Time
+			if haveTime {
+				return errNotDER
+			}
+			haveTime = true
+			if _, err := asn1.Unmarshal(values, &t); err == nil && (t.Before(signer.NotBefore) || t.After(signer.NotAfter)) {
+				return fmt.Errorf("signing time %s is outside the certificate's validity", t.Format(time.RFC3339))
+			}
+		}
+	}
+	if !haveDigest || !haveType {
+		return errors.New("signed attributes lack messageDigest or contentType")
+	}
+	if subtle.ConstantTimeCompare(digest, contentDigest) != 1 {
+		return errors.New("message digest does not match the body")
+	}
+	return nil
+}
+
 // wellFormed walks a DER encoding, descending into constructed elements.
-func wellFormed(b []byte, depth int) bool {
+func wellFormed(b cryptobyte.String, depth int) bool {
 	if depth > 32 {
 		return false
 	}
-	for len(b) > 0 {
-		var v asn1.RawValue
-		rest, err := asn1.Unmarshal(b, &v)
-		if err != nil {
+	for !b.Empty() {
+		var inner cryptobyte.String
+		var tag cbasn1.Tag
+		if !b.ReadAnyASN1(&inner, &tag) {
 			return false
 		}
-		if v.IsCompound && !wellFormed(v.Bytes, depth+1) {
+		if tag&0x20 != 0 && !wellFormed(inner, depth+1) { // constructed
 			return false
 		}
-		b = rest
 	}
 	return true
 }
 
-// isTag reports whether v has exactly the given class, tag and form.
-func isTag(v asn1.RawValue, class, tag int, compound bool) bool {
-	return v.Class == class && v.Tag == tag && v.IsCompound == compound
-}
-
-func findSigner(raw []byte, sid cmsIssuerAndSerial, certs *certCache) (*x509.Certificate, error) {
-	for len(raw) > 0 {
-		var c asn1.RawValue
-		rest, err := asn1.Unmarshal(raw, &c)
-		if err != nil {
+// findSigner returns the certificate in certs (the SignedData's
+// certificate set) with the given encoded issuer and serial number.
+func findSigner(certs cryptobyte.String, issuer, serial []byte, cache *certCache) (*x509.Certificate, error) {
+	for !certs.Empty() {
+		var der cryptobyte.String
+		if !certs.ReadASN1Element(&der, cbasn1.SEQUENCE) {
 			return nil, errNotDER
 		}
-		raw = rest
-		cert, err := certs.parse(c.FullBytes)
+		c, err := cache.parse(der)
 		if err != nil {
 			return nil, errNotDER // whatever it is, the general parser decides
 		}
-		serial, err := asn1.Marshal(cert.SerialNumber)
-		if err == nil && bytes.Equal(cert.RawIssuer, sid.Issuer.FullBytes) && bytes.Equal(serial, sid.Serial.FullBytes) {
-			return cert, nil
+		if bytes.Equal(c.cert.RawIssuer, issuer) && bytes.Equal(c.serial, serial) {
+			return c.cert, nil
 		}
 	}
 	return nil, errors.New("no certificate for the signer")
-}
-
-func digestHash(oid asn1.ObjectIdentifier) (crypto.Hash, error) {
-	switch {
-	case oid.Equal(oidSHA256):
-		return crypto.SHA256, nil
-	case oid.Equal(oidSHA384):
-		return crypto.SHA384, nil
-	case oid.Equal(oidSHA512):
-		return crypto.SHA512, nil
-	case oid.Equal(oidSHA1):
-		return crypto.SHA1, nil
-	}
-	return 0, fmt.Errorf("unsupported digest algorithm %v", oid)
 }

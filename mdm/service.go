@@ -315,12 +315,14 @@ func (s *Service) command(ctx context.Context, resp *Response, fp string) ([]byt
 	if resp.Status != StatusIdle {
 		res := &Result{EnrollmentID: id, CommandUUID: resp.CommandUUID, Status: resp.Status, Raw: body, ReceivedAt: s.now().UTC()}
 		wiped := false
-		err := s.Store.StoreResult(ctx, res, func(e *Enrollment, r *Result) {
+		err := s.Store.StoreResult(ctx, res, func(r *Result) func(*Enrollment) {
 			// An acknowledged EraseDevice is recorded with its result: the
 			// device is erasing itself and will not talk again.
-			if r.Status == StatusAcknowledged && r.RequestType == "EraseDevice" {
-				e.WipedAt, e.Enabled, wiped = r.ReceivedAt, false, true
+			if r.Status != StatusAcknowledged || r.RequestType != "EraseDevice" {
+				return nil
 			}
+			wiped = true
+			return func(e *Enrollment) { e.WipedAt, e.Enabled = r.ReceivedAt, false }
 		})
 		if errors.Is(err, ErrUnknownCommand) {
 			return nil, refuse(http.StatusBadRequest, err)

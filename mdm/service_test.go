@@ -193,6 +193,39 @@ func TestNotNow(t *testing.T) {
 	}
 }
 
+// A device that reuses signatures signs a repeated idle body once; the
+// server accepts the reused signature, and a new body gets a new one.
+func TestReusedSignatures(t *testing.T) {
+	s := newServer(t)
+	ctx := context.Background()
+	d := s.device(t)
+	d.ReuseSignatures = true
+	var sigs []string
+	d.Tamper = func(r *http.Request, body []byte) []byte {
+		sigs = append(sigs, r.Header.Get("Mdm-Signature"))
+		return body
+	}
+	d.Authenticate(ctx)
+	d.TokenUpdate(ctx)
+	for range 3 {
+		if _, err := d.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uuid := s.enqueue(t, d.UDID, &mdm.DeviceLock{})
+	done, err := d.Poll(ctx)
+	if err != nil || len(done) != 1 || done[0].CommandUUID != uuid {
+		t.Fatalf("poll with a command: %v, %v", done, err)
+	}
+	// Authenticate, TokenUpdate, 4 Idle, 1 Result.
+	if len(sigs) != 7 {
+		t.Fatalf("%d requests, want 7", len(sigs))
+	}
+	if sigs[0] == sigs[1] || sigs[1] == sigs[2] || sigs[5] != sigs[2] || sigs[6] == sigs[5] {
+		t.Error("idle signatures not reused, or a different body reused a signature")
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	s := newServer(t)
 	ctx := context.Background()

@@ -76,6 +76,10 @@ type Result struct {
 	ReceivedAt   time.Time `json:"received_at"`
 }
 
+// A ResultUpdate looks at a complete result and returns the change it
+// makes to its enrollment, or nil when it makes none (most results).
+type ResultUpdate func(*Result) func(*Enrollment)
+
 // Store keeps enrollments, their certificate bindings and command queues.
 // Each method is one transaction.
 type Store interface {
@@ -116,11 +120,12 @@ type Store interface {
 	// StoreResult records a result for a command in the enrollment's
 	// queue: Acknowledged, Error and CommandFormatError remove it, NotNow
 	// marks it. An empty RequestType is filled in from the queued command.
-	// If update is not nil it is applied to the enrollment in the same
-	// transaction, with r complete (a wipe recorded with its EraseDevice
-	// result). It returns ErrUnknownCommand if the command is not queued
-	// for this enrollment, and then stores nothing.
-	StoreResult(ctx context.Context, r *Result, update func(*Enrollment, *Result)) error
+	// If update is not nil it is called with r complete, and the change it
+	// returns, if any, is applied to the enrollment in the same
+	// transaction (a wipe recorded with its EraseDevice result). It
+	// returns ErrUnknownCommand if the command is not queued for this
+	// enrollment, and then stores nothing.
+	StoreResult(ctx context.Context, r *Result, update ResultUpdate) error
 	// Queue returns an enrollment's queued commands in order.
 	Queue(ctx context.Context, id string) ([]*QueuedCommand, error)
 	// Results returns the results an enrollment has sent, oldest first.

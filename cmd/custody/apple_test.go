@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -422,6 +424,9 @@ func TestSimApple(t *testing.T) {
 			t.Errorf("sim report lacks %q:\n%s", want, out)
 		}
 	}
+	if !regexp.MustCompile(`idle check-ins: 6 in .*\n.*\n  \(server side, all MDM requests\) +n=6 `).MatchString(out) {
+		t.Errorf("sim report lacks the server's own latencies for the 6 idle check-ins:\n%s", out)
+	}
 	if strings.Contains(out, "errors:") {
 		t.Errorf("sim reported errors:\n%s", out)
 	}
@@ -430,6 +435,27 @@ func TestSimApple(t *testing.T) {
 	json.Unmarshal([]byte(devs), &list)
 	if len(list) != 3 {
 		t.Errorf("%d devices enrolled, want 3", len(list))
+	}
+}
+
+// The sim's server-side percentiles are interpolated within histogram
+// buckets as Prometheus's histogram_quantile does.
+func TestQuantile(t *testing.T) {
+	b := []bucket{{0.001, 50}, {0.002, 90}, {0.004, 100}, {math.Inf(1), 100}}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, time.Millisecond}, {0.25, 500 * time.Microsecond}, {0.7, 1500 * time.Microsecond}, {0.95, 3 * time.Millisecond}, {1, 4 * time.Millisecond}} {
+		if got := quantile(b, c.q); got != c.want {
+			t.Errorf("quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	over := []bucket{{0.001, 1}, {math.Inf(1), 10}}
+	if got := quantile(over, 0.99); got != time.Millisecond {
+		t.Errorf("quantile in the +Inf bucket = %v, want the last finite bound", got)
+	}
+	if got := quantile(nil, 0.5); got != 0 {
+		t.Errorf("empty histogram: %v", got)
 	}
 }
 

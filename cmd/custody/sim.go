@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -35,6 +36,9 @@ type simConfig struct {
 	checkins    int
 	commands    int
 	caFile      string
+	// freshSignatures makes every request carry a new signature, as a
+	// device does, instead of reusing one for repeated idle bodies.
+	freshSignatures bool
 }
 
 func simAppleCmd() *cobra.Command {
@@ -63,6 +67,7 @@ CPU time per operation is reported too.`,
 	f.IntVar(&cfg.checkins, "checkins", 5, "idle check-ins per device")
 	f.IntVar(&cfg.commands, "commands", 5, "command round trips per device (custody servers)")
 	f.StringVar(&cfg.caFile, "ca", "", "PEM CA that signs the server's profiles and TLS certificate")
+	f.BoolVar(&cfg.freshSignatures, "fresh-signatures", false, "sign every request anew (by default a device reuses the signature of an unchanged idle body, which spares the load generator an RSA signature per idle check-in)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.devices < 1 || cfg.concurrency < 1 || cfg.checkins < 0 || cfg.commands < 0 {
 			return errors.New("--devices and --concurrency must be positive")
@@ -110,6 +115,7 @@ type phase struct {
 	elapsed time.Duration
 	cpu     float64 // server CPU seconds, or -1
 	timings map[string][]time.Duration
+	server  []bucket // the server's own latency histogram over the phase
 }
 
 func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
@@ -133,13 +139,15 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
 	}
 	var phases []phase
 	measure := func(name string, ops int, fn func() error) error {
-		cpu0 := serverCPU(hc, metricsURL)
+		st0 := scrape(hc, metricsURL)
 		start := time.Now()
 		err := fn()
 		p := phase{name: name, ops: ops, elapsed: time.Since(start), cpu: -1, timings: lat.take()}
-		if cpu1 := serverCPU(hc, metricsURL); cpu0 >= 0 && cpu1 >= 0 {
-			p.cpu = cpu1 - cpu0
+		st1 := scrape(hc, metricsURL)
+		if st0.cpu >= 0 && st1.cpu >= 0 {
+			p.cpu = st1.cpu - st0.cpu
 		}
+		p.server = st1.since(st0)
 		phases = append(phases, p)
 		return err
 	}
@@ -160,6 +168,9 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
 			start := time.Now()
 			d, err := mdmtest.Enroll(ctx, url, mdmtest.EnrollOptions{Roots: roots, HTTPClient: hc, Observe: lat.observe})
 			lat.observe("Enrol (profile, SCEP, check-in)", time.Since(start), err)
+			if d != nil {
+				d.ReuseSignatures = !cfg.freshSignatures
+			}
 			devices[i] = d
 			return err
 		})
@@ -259,28 +270,81 @@ func newBar(cmd *cobra.Command, n int, what string) *progressbar.ProgressBar {
 	)
 }
 
-// serverCPU reads process_cpu_seconds_total from a Prometheus endpoint, or
-// returns -1.
-func serverCPU(hc *http.Client, url string) float64 {
+// serverStats is what the sim reads from a server's Prometheus endpoint:
+// the process's CPU seconds (-1 when absent) and the cumulative buckets of
+// custody's latency histogram for MDM requests (nil when absent).
+type serverStats struct {
+	cpu     float64
+	buckets []bucket
+}
+
+// A bucket is one cumulative histogram bucket: count observations ≤ le.
+type bucket struct{ le, count float64 }
+
+const mdmBucketPrefix = `custody_http_request_seconds_bucket{route="mdm",le="`
+
+func scrape(hc *http.Client, url string) serverStats {
+	st := serverStats{cpu: -1}
 	if url == "" {
-		return -1
+		return st
 	}
 	resp, err := hc.Get(url)
 	if err != nil {
-		return -1
+		return st
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return f
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				st.cpu = f
+			}
+		} else if v, ok := strings.CutPrefix(line, mdmBucketPrefix); ok {
+			le, count, ok := strings.Cut(v, `"} `)
+			l, err1 := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+			c, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
+			if ok && err1 == nil && err2 == nil {
+				st.buckets = append(st.buckets, bucket{l, c})
 			}
 		}
 	}
-	return -1
+	return st
+}
+
+// since returns the buckets of the observations made after prev.
+func (st serverStats) since(prev serverStats) []bucket {
+	if len(st.buckets) == 0 || len(st.buckets) != len(prev.buckets) {
+		return nil
+	}
+	out := make([]bucket, len(st.buckets))
+	for i, b := range st.buckets {
+		out[i] = bucket{b.le, b.count - prev.buckets[i].count}
+	}
+	return out
+}
+
+// quantile estimates the q-quantile of a cumulative histogram the way
+// Prometheus's histogram_quantile does: linearly within the bucket that
+// holds it.
+func quantile(buckets []bucket, q float64) time.Duration {
+	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+		return 0
+	}
+	rank := q * buckets[len(buckets)-1].count
+	lower, below := 0.0, 0.0
+	for _, b := range buckets {
+		if b.count >= rank {
+			if math.IsInf(b.le, 1) {
+				return time.Duration(lower * float64(time.Second))
+			}
+			v := lower + (b.le-lower)*(rank-below)/(b.count-below)
+			return time.Duration(v * float64(time.Second))
+		}
+		lower, below = b.le, b.count
+	}
+	return time.Duration(lower * float64(time.Second))
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -311,6 +375,11 @@ func report(w io.Writer, cfg simConfig, phases []phase, lat *latencies) {
 			fmt.Fprintf(w, "  %-32s n=%-6d p50 %-9s p95 %-9s p99 %s\n", k, len(t),
 				percentile(t, 0.50).Round(10*time.Microsecond), percentile(t, 0.95).Round(10*time.Microsecond),
 				percentile(t, 0.99).Round(10*time.Microsecond))
+		}
+		if n := len(p.server); n > 0 && p.server[n-1].count > 0 {
+			fmt.Fprintf(w, "  %-32s n=%-6.0f p50 %-9s p95 %-9s p99 %s\n", "(server side, all MDM requests)", p.server[n-1].count,
+				quantile(p.server, 0.50).Round(10*time.Microsecond), quantile(p.server, 0.95).Round(10*time.Microsecond),
+				quantile(p.server, 0.99).Round(10*time.Microsecond))
 		}
 	}
 	lat.mu.Lock()

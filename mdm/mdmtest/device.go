@@ -66,7 +66,17 @@ type Device struct {
 	// signature, garbage).
 	Tamper func(r *http.Request, body []byte) []byte
 
+	// ReuseSignatures, when set, makes the device sign each distinct body
+	// once and send a repeated body (its idle check-ins) with the signature
+	// it already made. The server sees a valid Mdm-Signature either way
+	// (Apple's protocol gives it no nonce to check), and a load generator
+	// saves an RSA signature per idle check-in, so that it measures the
+	// server rather than itself.
+	ReuseSignatures bool
+
 	mu       sync.Mutex
+	lastBody []byte // the last body signed, and its signature
+	lastSig  string
 	profiles map[string][]byte // PayloadIdentifier → profile
 	wiped    bool
 	locked   bool
@@ -122,7 +132,7 @@ func (d *Device) send(ctx context.Context, kind, url string, v any) (out []byte,
 	if err != nil {
 		return nil, err
 	}
-	sig, err := mdm.Sign(body, d.Cert, d.Key)
+	sig, err := d.sign(body)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +168,27 @@ func (d *Device) send(ctx context.Context, kind, url string, v any) (out []byte,
 		return out, &HTTPError{resp.StatusCode, string(bytes.TrimSpace(out))}
 	}
 	return out, nil
+}
+
+func (d *Device) sign(body []byte) (string, error) {
+	if d.ReuseSignatures {
+		d.mu.Lock()
+		sig := d.lastSig
+		if !bytes.Equal(body, d.lastBody) {
+			sig = ""
+		}
+		d.mu.Unlock()
+		if sig != "" {
+			return sig, nil
+		}
+	}
+	sig, err := mdm.Sign(body, d.Cert, d.Key)
+	if err == nil && d.ReuseSignatures {
+		d.mu.Lock()
+		d.lastBody, d.lastSig = body, sig
+		d.mu.Unlock()
+	}
+	return sig, err
 }
 
 func (d *Device) checkinURL() string {
@@ -326,6 +357,7 @@ func (d *Device) Clone() *Device {
 		DeviceName: d.DeviceName, OSVersion: d.OSVersion, BuildVersion: d.BuildVersion,
 		Cert: d.Cert, Key: d.Key, CheckInURL: d.CheckInURL, ServerURL: d.ServerURL, Topic: d.Topic,
 		HTTPClient: d.HTTPClient, PushMagic: d.PushMagic, Token: d.Token, Busy: d.Busy, Tamper: d.Tamper, Observe: d.Observe,
+		ReuseSignatures: d.ReuseSignatures,
 	}
 }
 

@@ -36,7 +36,13 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	// The free-page list is not written at each commit but rebuilt when the
+	// file is opened (as etcd does): a commit then writes only the pages it
+	// changed, and a crash loses nothing, since the list is derived from
+	// the pages in use.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: opts.LockTimeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType,
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
@@ -49,7 +55,7 @@ func Open(path string, opts Options) (*DB, error) {
 				return err
 			}
 		}
-		return nil
+		return migrateChannels(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -66,7 +72,7 @@ func (d *DB) Close() error {
 
 var allBuckets = [][]byte{
 	bucketChallenges, bucketCerts, bucketSerials, bucketRevoked,
-	bucketEnrollments, bucketCertBinding, bucketCommands, bucketQueue, bucketQueueIndex, bucketResults,
+	bucketEnrollments, bucketCertBinding, bucketCommands, bucketChannels,
 	bucketTokens, bucketTokenIDs,
 }
 

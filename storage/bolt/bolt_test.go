@@ -2,10 +2,13 @@ package bolt_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
+
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
@@ -61,4 +64,50 @@ func TestEnrollStore(t *testing.T) {
 	storagetest.RunEnroll(t, func(t *testing.T) enroll.Store {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).Enroll()
 	})
+}
+
+// A database written with the first layout (queue, queue index and results
+// in three buckets) opens with its queues and results intact.
+func TestMigrateChannels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custody.db")
+	raw, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := func(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+	err = raw.Update(func(tx *bbolt.Tx) error {
+		put := func(bucket, key string, v []byte) {
+			b, _ := tx.CreateBucketIfNotExists([]byte(bucket))
+			b.Put([]byte(key), v)
+		}
+		put("mdm.enrollments", "D", []byte(`{"id":"D","device_id":"D","enabled":true}`))
+		put("mdm.commands", "c2", []byte(`{"uuid":"c2","request_type":"ProfileList","payload":"cA=="}`))
+		put("mdm.queue", "D\x00"+string(seq(2)), []byte(`{"uuid":"c2"}`))
+		put("mdm.queueidx", "D\x00c2", seq(2))
+		put("mdm.results", "D\x00"+string(seq(1)), []byte(`{"enrollment_id":"D","command_uuid":"c1","request_type":"DeviceLock","status":"Acknowledged"}`))
+		tx.Bucket([]byte("mdm.queue")).SetSequence(2)
+		return nil
+	})
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, path).MDM()
+	ctx := context.Background()
+	q, err := s.Queue(ctx, "D")
+	if err != nil || len(q) != 1 || q[0].UUID != "c2" || q[0].RequestType != "ProfileList" {
+		t.Fatalf("queue after migration: %+v, %v", q, err)
+	}
+	res, err := s.Results(ctx, "D")
+	if err != nil || len(res) != 1 || res[0].CommandUUID != "c1" {
+		t.Fatalf("results after migration: %+v, %v", res, err)
+	}
+	r := &mdm.Result{EnrollmentID: "D", CommandUUID: "c2", Status: mdm.StatusAcknowledged, ReceivedAt: time.Now()}
+	if err := s.StoreResult(ctx, r, nil); err != nil || r.RequestType != "ProfileList" {
+		t.Fatalf("answering the migrated command: %v (request type %q)", err, r.RequestType)
+	}
+	if res, _ := s.Results(ctx, "D"); len(res) != 2 || res[1].CommandUUID != "c2" {
+		t.Errorf("results in order after migration: %+v", res)
+	}
 }

@@ -17,14 +17,64 @@ var (
 	bucketEnrollments = []byte("mdm.enrollments") // id → Enrollment
 	bucketCertBinding = []byte("mdm.certs")       // cert fingerprint → enrollment id
 	bucketCommands    = []byte("mdm.commands")    // command uuid → QueuedCommand (payload)
-	bucketQueue       = []byte("mdm.queue")       // id \x00 seq → queueEntry
-	bucketQueueIndex  = []byte("mdm.queueidx")    // id \x00 uuid → seq
-	bucketResults     = []byte("mdm.results")     // id \x00 seq → Result
+	// bucketChannels holds each enrollment's queue, its index and its
+	// results under the enrollment's prefix, so that storing a result
+	// (delete from the queue and its index, append the result) changes
+	// adjacent keys of one tree, not three trees:
+	//
+	//	id \x00 'i' uuid → seq         the queue's index
+	//	id \x00 'q' seq  → queueEntry  the queue, in order
+	//	id \x00 'r' seq  → Result      results, oldest first
+	bucketChannels = []byte("mdm.channels")
+)
+
+// The buckets of the first layout, which kept queues, their index and
+// results apart; Open moves their contents into bucketChannels.
+var oldChannelBuckets = []struct {
+	name []byte
+	kind byte
+}{{[]byte("mdm.queue"), kindQueue}, {[]byte("mdm.queueidx"), kindIndex}, {[]byte("mdm.results"), kindResult}}
+
+func migrateChannels(tx *bbolt.Tx) error {
+	ch := tx.Bucket(bucketChannels)
+	for _, old := range oldChannelBuckets {
+		b := tx.Bucket(old.name)
+		if b == nil {
+			continue
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("bolt: key %q in %s has no enrollment prefix", k, old.name)
+			}
+			nk := append(append(bytes.Clone(k[:i+1]), old.kind), k[i+1:]...)
+			return ch.Put(nk, bytes.Clone(v))
+		})
+		if err != nil {
+			return err
+		}
+		if b.Sequence() > ch.Sequence() {
+			if err := ch.SetSequence(b.Sequence()); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(old.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	kindIndex  = 'i'
+	kindQueue  = 'q'
+	kindResult = 'r'
 )
 
 type queueEntry struct {
-	UUID   string `json:"uuid"`
-	NotNow bool   `json:"not_now,omitempty"`
+	UUID        string `json:"uuid"`
+	RequestType string `json:"request_type,omitempty"` // so that a result need not load the payload
+	NotNow      bool   `json:"not_now,omitempty"`
 }
 
 // MDMStore implements mdm.Store.
@@ -40,9 +90,14 @@ func (d *DB) MDM() *MDMStore { return &MDMStore{db: d.db, writes: d.writes} }
 
 func prefix(id string) []byte { return append([]byte(id), 0) }
 
-func seqKey(id string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(prefix(id), seq)
+// channelKey is the prefix of one kind of an enrollment's keys.
+func channelKey(id string, kind byte) []byte { return append(prefix(id), kind) }
+
+func seqKey(id string, kind byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(channelKey(id, kind), seq)
 }
+
+func indexKey(id, uuid string) []byte { return append(channelKey(id, kindIndex), uuid...) }
 
 func (s *MDMStore) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
@@ -82,22 +137,17 @@ func userChannels(tx *bbolt.Tx, deviceID string) [][]byte {
 }
 
 func clearQueue(tx *bbolt.Tx, id string) error {
-	q, idx := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex)
-	p := prefix(id)
+	ch := tx.Bucket(bucketChannels)
 	var keys [][]byte
-	c := q.Cursor()
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		var e queueEntry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return err
-		}
-		keys = append(keys, bytes.Clone(k))
-		if err := idx.Delete(append(prefix(id), e.UUID...)); err != nil {
-			return err
+	for _, kind := range []byte{kindIndex, kindQueue} {
+		p := channelKey(id, kind)
+		c := ch.Cursor()
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
 		}
 	}
 	for _, k := range keys {
-		if err := q.Delete(k); err != nil {
+		if err := ch.Delete(k); err != nil {
 			return err
 		}
 	}
@@ -277,7 +327,7 @@ func (s *MDMStore) Enqueue(ctx context.Context, ids []string, cmd *mdm.QueuedCom
 		return errors.New("bolt: command without a UUID")
 	}
 	return s.update(ctx, func(tx *bbolt.Tx) error {
-		q, idx := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex)
+		ch := tx.Bucket(bucketChannels)
 		stored := *cmd
 		stored.NotNow = false
 		if err := putJSON(tx.Bucket(bucketCommands), []byte(cmd.UUID), &stored); err != nil {
@@ -287,19 +337,19 @@ func (s *MDMStore) Enqueue(ctx context.Context, ids []string, cmd *mdm.QueuedCom
 			if _, err := getEnrollment(tx, id); err != nil {
 				return err
 			}
-			ik := append(prefix(id), cmd.UUID...)
-			if idx.Get(ik) != nil {
+			ik := indexKey(id, cmd.UUID)
+			if ch.Get(ik) != nil {
 				continue // already queued: enqueueing is idempotent
 			}
-			seq, err := q.NextSequence()
+			seq, err := ch.NextSequence()
 			if err != nil {
 				return err
 			}
-			key := seqKey(id, seq)
-			if err := putJSON(q, key, queueEntry{UUID: cmd.UUID}); err != nil {
+			key := seqKey(id, kindQueue, seq)
+			if err := putJSON(ch, key, queueEntry{UUID: cmd.UUID, RequestType: cmd.RequestType}); err != nil {
 				return err
 			}
-			if err := idx.Put(ik, key[len(key)-8:]); err != nil {
+			if err := ch.Put(ik, key[len(key)-8:]); err != nil {
 				return err
 			}
 		}
@@ -309,8 +359,8 @@ func (s *MDMStore) Enqueue(ctx context.Context, ids []string, cmd *mdm.QueuedCom
 
 func (s *MDMStore) queued(tx *bbolt.Tx, id string, fn func(*mdm.QueuedCommand) bool) error {
 	cmds := tx.Bucket(bucketCommands)
-	p := prefix(id)
-	c := tx.Bucket(bucketQueue).Cursor()
+	p := channelKey(id, kindQueue)
+	c := tx.Bucket(bucketChannels).Cursor()
 	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
 		var e queueEntry
 		if err := json.Unmarshal(v, &e); err != nil {
@@ -357,58 +407,73 @@ func (s *MDMStore) Queue(ctx context.Context, id string) ([]*mdm.QueuedCommand, 
 }
 
 // StoreResult implements mdm.Store.
-func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result, update func(*mdm.Enrollment, *mdm.Result)) error {
+func (s *MDMStore) StoreResult(ctx context.Context, r *mdm.Result, update mdm.ResultUpdate) error {
 	return s.update(ctx, func(tx *bbolt.Tx) error {
-		q, idx, res := tx.Bucket(bucketQueue), tx.Bucket(bucketQueueIndex), tx.Bucket(bucketResults)
-		ik := append(prefix(r.EnrollmentID), r.CommandUUID...)
-		seq := idx.Get(ik)
+		ch := tx.Bucket(bucketChannels)
+		ik := indexKey(r.EnrollmentID, r.CommandUUID)
+		seq := ch.Get(ik)
 		if seq == nil {
 			return fmt.Errorf("%w: %s for %s", mdm.ErrUnknownCommand, r.CommandUUID, r.EnrollmentID)
 		}
-		qk := append(prefix(r.EnrollmentID), seq...)
-		if r.RequestType == "" {
+		qk := append(channelKey(r.EnrollmentID, kindQueue), seq...)
+		var entry queueEntry
+		if _, err := getJSON(ch, qk, &entry); err != nil {
+			return err
+		}
+		if entry.RequestType == "" { // queued before entries carried it
 			var qc mdm.QueuedCommand
 			if _, err := getJSON(tx.Bucket(bucketCommands), []byte(r.CommandUUID), &qc); err != nil {
 				return err
 			}
-			r.RequestType = qc.RequestType
+			entry.RequestType = qc.RequestType
+		}
+		if r.RequestType == "" {
+			r.RequestType = entry.RequestType
 		}
 		if r.Status == mdm.StatusNotNow {
-			if err := putJSON(q, qk, queueEntry{UUID: r.CommandUUID, NotNow: true}); err != nil {
+			entry.NotNow = true
+			if err := putJSON(ch, qk, entry); err != nil {
 				return err
 			}
 		} else {
-			if err := q.Delete(qk); err != nil {
+			if err := ch.Delete(qk); err != nil {
 				return err
 			}
-			if err := idx.Delete(ik); err != nil {
+			if err := ch.Delete(ik); err != nil {
 				return err
 			}
 		}
-		if update != nil {
+		if change := updateOf(update, r); change != nil {
 			e, err := getEnrollment(tx, r.EnrollmentID)
 			if err != nil {
 				return err
 			}
-			update(e, r)
+			change(e)
 			if err := putJSON(tx.Bucket(bucketEnrollments), []byte(r.EnrollmentID), e); err != nil {
 				return err
 			}
 		}
-		n, err := res.NextSequence()
+		n, err := ch.NextSequence()
 		if err != nil {
 			return err
 		}
-		return putJSON(res, seqKey(r.EnrollmentID, n), r)
+		return putJSON(ch, seqKey(r.EnrollmentID, kindResult, n), r)
 	})
+}
+
+func updateOf(update mdm.ResultUpdate, r *mdm.Result) func(*mdm.Enrollment) {
+	if update == nil {
+		return nil
+	}
+	return update(r)
 }
 
 // Results implements mdm.Store.
 func (s *MDMStore) Results(ctx context.Context, id string) ([]*mdm.Result, error) {
 	var all []*mdm.Result
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		p := prefix(id)
-		c := tx.Bucket(bucketResults).Cursor()
+		p := channelKey(id, kindResult)
+		c := tx.Bucket(bucketChannels).Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
 			var r mdm.Result
 			if err := json.Unmarshal(v, &r); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -202,7 +203,9 @@ func testQueueIsolation(t *testing.T, s mdm.Store) {
 		t.Errorf("B sees A's command %s", next.UUID)
 	}
 	touched := false
-	err := s.StoreResult(ctx, result("B", "for-A", mdm.StatusAcknowledged), func(*mdm.Enrollment, *mdm.Result) { touched = true })
+	err := s.StoreResult(ctx, result("B", "for-A", mdm.StatusAcknowledged), func(*mdm.Result) func(*mdm.Enrollment) {
+		return func(*mdm.Enrollment) { touched = true }
+	})
 	if !errors.Is(err, mdm.ErrUnknownCommand) {
 		t.Errorf("B answering A's command: %v, want ErrUnknownCommand", err)
 	}
@@ -268,10 +271,22 @@ func testResultUpdatesEnrollment(t *testing.T, s mdm.Store) {
 	}
 	r := result("W", "erase", mdm.StatusAcknowledged)
 	r.RequestType = ""
+	// A result whose update makes no change leaves the enrollment as it
+	// was.
+	if err := s.Enqueue(ctx, []string{"W"}, &mdm.QueuedCommand{UUID: "info", RequestType: "DeviceInformation", Payload: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Enrollment(ctx, "W")
+	if err := s.StoreResult(ctx, result("W", "info", mdm.StatusAcknowledged), func(*mdm.Result) func(*mdm.Enrollment) { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := s.Enrollment(ctx, "W"); !reflect.DeepEqual(before, after) {
+		t.Errorf("enrollment changed by a result without a change: %+v, was %+v", after, before)
+	}
 	var seen string
-	err := s.StoreResult(ctx, r, func(e *mdm.Enrollment, r *mdm.Result) {
+	err := s.StoreResult(ctx, r, func(r *mdm.Result) func(*mdm.Enrollment) {
 		seen = r.RequestType
-		e.WipedAt, e.Enabled = r.ReceivedAt, false
+		return func(e *mdm.Enrollment) { e.WipedAt, e.Enabled = r.ReceivedAt, false }
 	})
 	if err != nil {
 		t.Fatal(err)
