@@ -22,8 +22,16 @@ import (
 	"github.com/custodymdm/custody/storage/bolt"
 )
 
-// serveGCPercent is the GOGC custody serve runs at when none is set.
-const serveGCPercent = 400
+// gcPercent is the GOGC that custody serve and custody sim run at when the
+// environment sets none: their live heaps are a few MiB, and at Go's
+// default of 100 they would collect garbage every few hundred requests.
+const gcPercent = 400
+
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+}
 
 func serveCmd() *cobra.Command {
 	var (
@@ -51,9 +59,7 @@ unless the GOGC environment variable says otherwise.`,
 			if (tlsCert == "") != (tlsKey == "") {
 				return errors.New("--tls-cert and --tls-key go together")
 			}
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(serveGCPercent)
-			}
+			setGCPercent()
 			level := slog.LevelInfo
 			if debugLog {
 				level = slog.LevelDebug

@@ -56,7 +56,15 @@ commands that server sends. With a custody server (--server and --token, or
 --data) each device gets a one-time link, and the round-trip phase queues
 --commands DeviceInformation commands per device through the admin API.
 When the server exposes process_cpu_seconds_total on /metrics, the server's
-CPU time per operation is reported too.`,
+CPU time per operation is reported too, and when it is a custody server, its
+own latency percentiles for MDM requests (from custody_http_request_seconds),
+which leave out the time requests wait in the load generator.
+
+Each device signs every distinct body once and reuses the signature when it
+sends the same body again (its idle check-ins), so that the load generator's
+RSA signatures do not crowd out the server it measures on a shared machine;
+--fresh-signatures signs every request anew. Like custody serve, the sim runs
+at GOGC=400 unless GOGC is set.`,
 		Args: cobra.NoArgs,
 	}
 	client := addAPIFlags(cmd)
@@ -79,6 +87,7 @@ CPU time per operation is reported too.`,
 				return fmt.Errorf("give --enroll-url, or a custody server (%w)", err)
 			}
 		}
+		setGCPercent()
 		return runSimApple(cmd, cfg, api)
 	}
 	return cmd
