@@ -1,0 +1,145 @@
+package enroll
+
+import (
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// A Platform is the operating-system family of a pre-enrolled device.
+type Platform string
+
+// Platforms.
+const (
+	PlatformIOS     Platform = "ios"     // iPhone and iPad
+	PlatformMacOS   Platform = "macos"   // the seed's "apple"
+	PlatformAndroid Platform = "android" // Android Enterprise
+)
+
+// ParsePlatform reads a platform as administrators write it: any case, with
+// "apple", "mac" and "osx" meaning macOS and "ipados" meaning iOS.
+func ParsePlatform(s string) (Platform, error) {
+	switch squash(s) {
+	case "ios", "ipados", "iphone", "ipad":
+		return PlatformIOS, nil
+	case "apple", "macos", "mac", "osx":
+		return PlatformMacOS, nil
+	case "android":
+		return PlatformAndroid, nil
+	}
+	return "", fmt.Errorf("unknown platform %q (want android, ios or apple)", s)
+}
+
+// Ownership says who owns a device, and so what the organisation may do
+// to it.
+type Ownership string
+
+// Ownerships. With SelectUser the user chooses at enrollment.
+const (
+	OwnershipPersonal   Ownership = "personal"
+	OwnershipCorporate  Ownership = "corporate"
+	OwnershipSelectUser Ownership = "selectuser"
+)
+
+// ParseOwnership reads an ownership in any case, with or without spaces,
+// hyphens or underscores ("Select User", "select_user").
+func ParseOwnership(s string) (Ownership, error) {
+	switch squash(s) {
+	case "personal":
+		return OwnershipPersonal, nil
+	case "corporate":
+		return OwnershipCorporate, nil
+	case "selectuser":
+		return OwnershipSelectUser, nil
+	}
+	return "", fmt.Errorf("unknown ownership %q (want personal, corporate or selectuser)", s)
+}
+
+// A Status is where a pre-enrolled device is in its life:
+// pre-approved → invited → enrolled → (unenrolled | wipe-pending → wiped).
+type Status string
+
+// Statuses.
+const (
+	StatusPreApproved Status = "pre-approved"
+	StatusInvited     Status = "invited"
+	StatusEnrolled    Status = "enrolled"
+	StatusUnenrolled  Status = "unenrolled"
+	StatusWipePending Status = "wipe-pending"
+	StatusWiped       Status = "wiped"
+)
+
+// Sources of records.
+const (
+	SourceCSV        = "csv"
+	SourceEnrollment = "enrollment" // an unknown device enrolled while the restriction was off
+)
+
+// A Record is a device known before it enrols, keyed by its serial number.
+type Record struct {
+	Serial     string    `json:"serial"` // upper case
+	Platform   Platform  `json:"platform"`
+	Ownership  Ownership `json:"ownership"`
+	UserEmail  string    `json:"user_email,omitempty"` // lower case; the User's key
+	UserName   string    `json:"user_name,omitempty"`
+	Mobile     string    `json:"mobile,omitempty"`
+	DeviceName string    `json:"device_name,omitempty"`
+	Groups     []string  `json:"groups,omitempty"`
+	Status     Status    `json:"status"`
+	Source     string    `json:"source"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// A User is a person devices are enrolled for, keyed by email address.
+type User struct {
+	Email     string    `json:"email"` // lower case
+	Name      string    `json:"name"`
+	Mobile    string    `json:"mobile,omitempty"`
+	Ownership Ownership `json:"ownership,omitempty"` // for users imported without devices
+	Groups    []string  `json:"groups,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NormalizeSerial returns a serial number as records are keyed: trimmed and
+// upper case. It refuses anything but letters, digits and hyphens, up to 64
+// characters.
+func NormalizeSerial(s string) (string, error) {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	if s == "" || len(s) > 64 {
+		return "", fmt.Errorf("bad serial number %q (want 1 to 64 letters, digits or hyphens)", s)
+	}
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return "", fmt.Errorf("bad serial number %q (want letters, digits or hyphens)", s)
+		}
+	}
+	return s, nil
+}
+
+// NormalizeEmail returns a bare email address in lower case, or an error
+// for anything else (a display name, angle brackets, no domain).
+func NormalizeEmail(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
+		return "", fmt.Errorf("bad email %q", s)
+	}
+	return strings.ToLower(s), nil
+}
+
+// squash lowers s and drops spaces, hyphens, underscores and dots, so that
+// "Serial Number", "serial_number" and "SerialNumber" read alike.
+func squash(s string) string {
+	var b strings.Builder
+	for _, c := range strings.ToLower(strings.TrimSpace(s)) {
+		switch c {
+		case ' ', '-', '_', '.', '\t':
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
