@@ -9,7 +9,9 @@
 // serial number, with its platform, ownership, user and groups, and a
 // Status that follows it from pre-approved to wiped; a User is keyed by
 // email. ReadCSV reads them from a CSV import: header auto-mapping, every
-// bad row reported with its line number.
+// bad row reported with its line number. A RecordStore imports them in one
+// transaction, merging re-imported rows into what it has (MergeRecord,
+// MergeUser) so that importing a file twice changes nothing.
 //
 // It does not speak the protocols itself: package scep issues the identity
 // and package mdm serves the device afterwards.

@@ -1,8 +1,11 @@
 package enroll
 
 import (
+	"context"
 	"fmt"
 	"net/mail"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
@@ -142,4 +145,104 @@ func squash(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// A RecordStore keeps pre-enrollment records and users.
+type RecordStore interface {
+	// Import creates or updates records (by serial) and users (by email)
+	// in one transaction: all of them or none. Existing ones are merged
+	// with MergeRecord and MergeUser.
+	Import(ctx context.Context, records []*Record, users []*User, now time.Time) (*ImportStats, error)
+	// Record returns the record of a serial number, or ErrNotFound.
+	Record(ctx context.Context, serial string) (*Record, error)
+	// Records calls fn for each record in serial order until fn returns
+	// false.
+	Records(ctx context.Context, fn func(*Record) bool) error
+	// User returns the user with an email address, or ErrNotFound.
+	User(ctx context.Context, email string) (*User, error)
+	// Users calls fn for each user in email order until fn returns false.
+	Users(ctx context.Context, fn func(*User) bool) error
+}
+
+// ImportStats counts what an import did.
+type ImportStats struct {
+	RecordsCreated   int `json:"records_created"`
+	RecordsUpdated   int `json:"records_updated"`
+	RecordsUnchanged int `json:"records_unchanged"`
+	UsersCreated     int `json:"users_created"`
+	UsersUpdated     int `json:"users_updated"`
+	UsersUnchanged   int `json:"users_unchanged"`
+}
+
+// MergeRecord returns what a stored record becomes when imported again:
+// the imported user, ownership, platform, device name and mobile (where
+// given), its groups added to the stored ones; its status, source and
+// creation time kept. It reports whether anything changed. With no stored
+// record, the imported one is created at now.
+func MergeRecord(stored, imported *Record, now time.Time) (*Record, bool) {
+	if stored == nil {
+		r := *imported
+		r.Groups = slices.Clone(imported.Groups)
+		r.CreatedAt, r.UpdatedAt = now, now
+		return &r, true
+	}
+	r := *stored
+	r.Groups = slices.Clone(stored.Groups)
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&r.UserEmail, imported.UserEmail)
+	set(&r.UserName, imported.UserName)
+	set(&r.Mobile, imported.Mobile)
+	set(&r.DeviceName, imported.DeviceName)
+	if imported.Platform != "" {
+		r.Platform = imported.Platform
+	}
+	if imported.Ownership != "" {
+		r.Ownership = imported.Ownership
+	}
+	r.Groups = mergeGroups(r.Groups, imported.Groups)
+	if reflect.DeepEqual(&r, stored) {
+		return stored, false
+	}
+	r.UpdatedAt = now
+	return &r, true
+}
+
+// MergeUser is MergeRecord for users.
+func MergeUser(stored, imported *User, now time.Time) (*User, bool) {
+	if stored == nil {
+		u := *imported
+		u.Groups = slices.Clone(imported.Groups)
+		u.CreatedAt, u.UpdatedAt = now, now
+		return &u, true
+	}
+	u := *stored
+	u.Groups = slices.Clone(stored.Groups)
+	if imported.Name != "" {
+		u.Name = imported.Name
+	}
+	if imported.Mobile != "" {
+		u.Mobile = imported.Mobile
+	}
+	if imported.Ownership != "" {
+		u.Ownership = imported.Ownership
+	}
+	u.Groups = mergeGroups(u.Groups, imported.Groups)
+	if reflect.DeepEqual(&u, stored) {
+		return stored, false
+	}
+	u.UpdatedAt = now
+	return &u, true
+}
+
+func mergeGroups(have, add []string) []string {
+	for _, g := range add {
+		if !slices.Contains(have, g) {
+			have = append(have, g)
+		}
+	}
+	return have
 }

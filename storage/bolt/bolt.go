@@ -73,7 +73,7 @@ func (d *DB) Close() error {
 var allBuckets = [][]byte{
 	bucketChallenges, bucketCerts, bucketSerials, bucketRevoked,
 	bucketEnrollments, bucketCertBinding, bucketCommands, bucketChannels,
-	bucketTokens, bucketTokenIDs,
+	bucketTokens, bucketTokenIDs, bucketRecords, bucketUsers,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

@@ -111,3 +111,9 @@ func TestMigrateChannels(t *testing.T) {
 		t.Errorf("results in order after migration: %+v", res)
 	}
 }
+
+func TestRecordStore(t *testing.T) {
+	storagetest.RunRecords(t, func(t *testing.T) enroll.RecordStore {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).Records()
+	})
+}

@@ -263,19 +263,7 @@ func (s *MDMStore) Enrollment(ctx context.Context, id string) (*mdm.Enrollment, 
 
 // Enrollments implements mdm.Store.
 func (s *MDMStore) Enrollments(ctx context.Context, fn func(*mdm.Enrollment) bool) error {
-	return s.view(ctx, func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketEnrollments).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var e mdm.Enrollment
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			if !fn(&e) {
-				return nil
-			}
-		}
-		return nil
-	})
+	return each(ctx, s.db, bucketEnrollments, fn)
 }
 
 // Update implements mdm.Store.

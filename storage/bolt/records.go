@@ -1,0 +1,151 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/custodymdm/custody/enroll"
+)
+
+var (
+	bucketRecords = []byte("enroll.records") // serial → Record
+	bucketUsers   = []byte("enroll.users")   // email → User
+)
+
+// RecordStore implements enroll.RecordStore.
+type RecordStore struct {
+	db     *bbolt.DB
+	writes *committer
+}
+
+var _ enroll.RecordStore = (*RecordStore)(nil)
+
+// Records returns the database's enroll.RecordStore.
+func (d *DB) Records() *RecordStore { return &RecordStore{db: d.db, writes: d.writes} }
+
+// Import implements enroll.RecordStore.
+func (s *RecordStore) Import(ctx context.Context, records []*enroll.Record, users []*enroll.User, now time.Time) (*enroll.ImportStats, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var st enroll.ImportStats
+	err := s.writes.update(func(tx *bbolt.Tx) error {
+		st = enroll.ImportStats{} // the committer may run this again
+		rb, ub := tx.Bucket(bucketRecords), tx.Bucket(bucketUsers)
+		for _, imported := range records {
+			var stored *enroll.Record
+			if v := rb.Get([]byte(imported.Serial)); v != nil {
+				stored = new(enroll.Record)
+				if err := json.Unmarshal(v, stored); err != nil {
+					return fmt.Errorf("bolt: record %s: %w", imported.Serial, err)
+				}
+			}
+			merged, changed := enroll.MergeRecord(stored, imported, now)
+			switch {
+			case stored == nil:
+				st.RecordsCreated++
+			case changed:
+				st.RecordsUpdated++
+			default:
+				st.RecordsUnchanged++
+				continue
+			}
+			if err := putJSON(rb, []byte(merged.Serial), merged); err != nil {
+				return err
+			}
+		}
+		for _, imported := range users {
+			var stored *enroll.User
+			if v := ub.Get([]byte(imported.Email)); v != nil {
+				stored = new(enroll.User)
+				if err := json.Unmarshal(v, stored); err != nil {
+					return fmt.Errorf("bolt: user %s: %w", imported.Email, err)
+				}
+			}
+			merged, changed := enroll.MergeUser(stored, imported, now)
+			switch {
+			case stored == nil:
+				st.UsersCreated++
+			case changed:
+				st.UsersUpdated++
+			default:
+				st.UsersUnchanged++
+				continue
+			}
+			if err := putJSON(ub, []byte(merged.Email), merged); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Record implements enroll.RecordStore.
+func (s *RecordStore) Record(ctx context.Context, serial string) (*enroll.Record, error) {
+	var r enroll.Record
+	if err := s.get(ctx, bucketRecords, serial, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// User implements enroll.RecordStore.
+func (s *RecordStore) User(ctx context.Context, email string) (*enroll.User, error) {
+	var u enroll.User
+	if err := s.get(ctx, bucketUsers, email, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func (s *RecordStore) get(ctx context.Context, bucket []byte, key string, v any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bbolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bucket), []byte(key), v)
+		if err == nil && !ok {
+			err = fmt.Errorf("%w: %s", enroll.ErrNotFound, key)
+		}
+		return err
+	})
+}
+
+// Records implements enroll.RecordStore.
+func (s *RecordStore) Records(ctx context.Context, fn func(*enroll.Record) bool) error {
+	return each(ctx, s.db, bucketRecords, fn)
+}
+
+// Users implements enroll.RecordStore.
+func (s *RecordStore) Users(ctx context.Context, fn func(*enroll.User) bool) error {
+	return each(ctx, s.db, bucketUsers, fn)
+}
+
+// each decodes every value of a bucket in key order into a new T and calls
+// fn until it returns false.
+func each[T any](ctx context.Context, db *bbolt.DB, bucket []byte, fn func(*T) bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			t := new(T)
+			if err := json.Unmarshal(v, t); err != nil {
+				return fmt.Errorf("bolt: %s %q: %w", bucket, k, err)
+			}
+			if !fn(t) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
