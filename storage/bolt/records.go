@@ -35,48 +35,17 @@ func (s *RecordStore) Import(ctx context.Context, records []*enroll.Record, user
 	var st enroll.ImportStats
 	err := s.writes.update(func(tx *bbolt.Tx) error {
 		st = enroll.ImportStats{} // the committer may run this again
-		rb, ub := tx.Bucket(bucketRecords), tx.Bucket(bucketUsers)
-		for _, imported := range records {
-			var stored *enroll.Record
-			if v := rb.Get([]byte(imported.Serial)); v != nil {
-				stored = new(enroll.Record)
-				if err := json.Unmarshal(v, stored); err != nil {
-					return fmt.Errorf("bolt: record %s: %w", imported.Serial, err)
-				}
-			}
-			merged, changed := enroll.MergeRecord(stored, imported, now)
-			switch {
-			case stored == nil:
-				st.RecordsCreated++
-			case changed:
-				st.RecordsUpdated++
-			default:
-				st.RecordsUnchanged++
-				continue
-			}
-			if err := putJSON(rb, []byte(merged.Serial), merged); err != nil {
+		for _, r := range records {
+			err := upsert(tx.Bucket(bucketRecords), r.Serial, r, now, enroll.MergeRecord,
+				&st.RecordsCreated, &st.RecordsUpdated, &st.RecordsUnchanged)
+			if err != nil {
 				return err
 			}
 		}
-		for _, imported := range users {
-			var stored *enroll.User
-			if v := ub.Get([]byte(imported.Email)); v != nil {
-				stored = new(enroll.User)
-				if err := json.Unmarshal(v, stored); err != nil {
-					return fmt.Errorf("bolt: user %s: %w", imported.Email, err)
-				}
-			}
-			merged, changed := enroll.MergeUser(stored, imported, now)
-			switch {
-			case stored == nil:
-				st.UsersCreated++
-			case changed:
-				st.UsersUpdated++
-			default:
-				st.UsersUnchanged++
-				continue
-			}
-			if err := putJSON(ub, []byte(merged.Email), merged); err != nil {
+		for _, u := range users {
+			err := upsert(tx.Bucket(bucketUsers), u.Email, u, now, enroll.MergeUser,
+				&st.UsersCreated, &st.UsersUpdated, &st.UsersUnchanged)
+			if err != nil {
 				return err
 			}
 		}
@@ -86,6 +55,30 @@ func (s *RecordStore) Import(ctx context.Context, records []*enroll.Record, user
 		return nil, err
 	}
 	return &st, nil
+}
+
+// upsert merges imported into the value stored at key and stores the
+// result, counting it as created, updated or unchanged.
+func upsert[T any](b *bbolt.Bucket, key string, imported *T, now time.Time,
+	merge func(stored, imported *T, now time.Time) (*T, bool), created, updated, unchanged *int) error {
+	var stored *T
+	if v := b.Get([]byte(key)); v != nil {
+		stored = new(T)
+		if err := json.Unmarshal(v, stored); err != nil {
+			return fmt.Errorf("bolt: stored %q: %w", key, err)
+		}
+	}
+	merged, changed := merge(stored, imported, now)
+	switch {
+	case stored == nil:
+		*created++
+	case changed:
+		*updated++
+	default:
+		*unchanged++
+		return nil
+	}
+	return putJSON(b, []byte(key), merged)
 }
 
 // Record implements enroll.RecordStore.
