@@ -3,6 +3,7 @@ package enroll
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/mail"
 	"reflect"
 	"slices"
@@ -79,6 +80,31 @@ const (
 	SourceEnrollment = "enrollment" // an unknown device enrolled while the restriction was off
 )
 
+// Refs name what an enrollment link or a challenge was minted for, in their
+// For fields: "record:SERIAL" or "user:EMAIL".
+const (
+	refRecord = "record:"
+	refUser   = "user:"
+)
+
+// RecordRef is the For of a link minted for a record.
+func RecordRef(serial string) string { return refRecord + serial }
+
+// UserRef is the For of a link minted for a user.
+func UserRef(email string) string { return refUser + email }
+
+// ParseRef splits a For into the serial or the email it names; both are
+// empty for anything else (a free-form note of an unbound link).
+func ParseRef(ref string) (serial, email string) {
+	if s, ok := strings.CutPrefix(ref, refRecord); ok {
+		return s, ""
+	}
+	if e, ok := strings.CutPrefix(ref, refUser); ok {
+		return "", e
+	}
+	return "", ""
+}
+
 // A Record is a device known before it enrols, keyed by its serial number.
 type Record struct {
 	Serial     string    `json:"serial"` // upper case
@@ -93,7 +119,73 @@ type Record struct {
 	Source     string    `json:"source"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+
+	// The links of the identity chain of the device's current enrollment,
+	// each written when the step happens: the enrollment token (link) it
+	// used, its identity certificate and its MDM enrollment.
+	TokenID         string `json:"token_id,omitempty"`
+	CertFingerprint string `json:"cert_fingerprint,omitempty"`
+	EnrollmentID    string `json:"enrollment_id,omitempty"`
+	// EnrolledAt is when the current enrollment completed (its first
+	// TokenUpdate).
+	EnrolledAt time.Time `json:"enrolled_at,omitzero"`
+	// Applied maps the assignments queued for the current enrollment to
+	// the UUID of the command that carried them, so each is queued once.
+	Applied map[string]string `json:"applied,omitempty"`
+	// History is the record's life, oldest first, appended as it happens.
+	History []Event `json:"history,omitempty"`
 }
+
+// A Step is a kind of Event in a record's history.
+type Step string
+
+// Steps.
+const (
+	StepCreated       Step = "created"        // Note: the source
+	StepLinkMinted    Step = "link-minted"    // Token: an enrollment link minted for the record
+	StepAuthenticated Step = "authenticated"  // Enrollment, Cert, Token: admitted at Authenticate
+	StepRefused       Step = "refused"        // Note: why an Authenticate was refused
+	StepEnrolled      Step = "enrolled"       // Enrollment: the first TokenUpdate
+	StepAssigned      Step = "assigned"       // Assignment, Command: an assignment queued
+	StepUnenrolled    Step = "unenrolled"     // Enrollment: CheckOut
+	StepWipeRequested Step = "wipe-requested" // Command: EraseDevice queued
+	StepWiped         Step = "wiped"          // Command: EraseDevice acknowledged
+	StepCertRevoked   Step = "cert-revoked"   // Cert: revoked after the wipe
+)
+
+// An Event is one step in the life of a record, with the ids of the links
+// it involved.
+type Event struct {
+	At         time.Time `json:"at"`
+	Step       Step      `json:"step"`
+	Enrollment string    `json:"enrollment,omitempty"`
+	Token      string    `json:"token,omitempty"`
+	Cert       string    `json:"cert,omitempty"`
+	Command    string    `json:"command,omitempty"`
+	Assignment string    `json:"assignment,omitempty"`
+	Note       string    `json:"note,omitempty"`
+}
+
+// maxHistory bounds a record's history; the oldest events after the first
+// (its creation) are dropped.
+const maxHistory = 200
+
+// Log appends an event to the record's history.
+func (r *Record) Log(e Event) {
+	if len(r.History) >= maxHistory {
+		r.History = append(r.History[:1], r.History[len(r.History)-maxHistory+2:]...)
+	}
+	r.History = append(r.History, e)
+}
+
+// InGroup reports whether the record, or its user (u may be nil), is in a
+// group.
+func (r *Record) InGroup(group string, u *User) bool {
+	return slices.Contains(r.Groups, group) || u != nil && slices.Contains(u.Groups, group)
+}
+
+// InGroup reports whether the user is in a group.
+func (u *User) InGroup(group string) bool { return slices.Contains(u.Groups, group) }
 
 // A User is a person devices are enrolled for, keyed by email address.
 type User struct {
@@ -162,6 +254,14 @@ type RecordStore interface {
 	User(ctx context.Context, email string) (*User, error)
 	// Users calls fn for each user in email order until fn returns false.
 	Users(ctx context.Context, fn func(*User) bool) error
+	// UpdateRecord calls fn with the record of a serial (nil when there is
+	// none) and stores the record fn returns, in one transaction; fn
+	// returns nil to change nothing, and must not modify its argument (it
+	// may run more than once). UpdateRecord returns the record as stored
+	// afterwards, nil when there is none.
+	UpdateRecord(ctx context.Context, serial string, fn func(*Record) (*Record, error)) (*Record, error)
+	// UpdateUser is UpdateRecord for users.
+	UpdateUser(ctx context.Context, email string, fn func(*User) (*User, error)) (*User, error)
 }
 
 // ImportStats counts what an import did.
@@ -184,6 +284,7 @@ func MergeRecord(stored, imported *Record, now time.Time) (*Record, bool) {
 		r := *imported
 		r.Groups = slices.Clone(imported.Groups)
 		r.CreatedAt, r.UpdatedAt = now, now
+		r.History = []Event{{At: now, Step: StepCreated, Note: r.Source}}
 		return &r, true
 	}
 	r := *stored
@@ -236,6 +337,22 @@ func MergeUser(stored, imported *User, now time.Time) (*User, bool) {
 	}
 	u.UpdatedAt = now
 	return &u, true
+}
+
+// Clone returns a copy of r that shares nothing with it.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Groups = slices.Clone(r.Groups)
+	c.History = slices.Clone(r.History)
+	c.Applied = maps.Clone(r.Applied)
+	return &c
+}
+
+// Clone returns a copy of u that shares nothing with it.
+func (u *User) Clone() *User {
+	c := *u
+	c.Groups = slices.Clone(u.Groups)
+	return &c
 }
 
 func mergeGroups(have, add []string) []string {

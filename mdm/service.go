@@ -15,6 +15,9 @@ import (
 // DefaultMaxBodyBytes caps check-in and command-response bodies.
 const DefaultMaxBodyBytes = 2 << 20
 
+// ErrNotAdmitted refuses a device at Authenticate (see Service.Admit).
+var ErrNotAdmitted = errors.New("mdm: device not admitted")
+
 // An Event tells an embedder what a device did.
 type Event struct {
 	Type         string // "checkin" or "result"
@@ -46,9 +49,14 @@ type Service struct {
 	// RenewedFrom returns the fingerprint of the certificate that the
 	// given one renewed by SCEP, or "" — so a renewed identity rebinds.
 	RenewedFrom func(ctx context.Context, fingerprint string) (string, error)
-	Events      EventHandler                 // optional
-	DM          DeclarativeManagementHandler // optional
-	Logger      *slog.Logger                 // slog.Default() when nil
+	// Admit, when set, decides on each Authenticate, before anything is
+	// stored, whether the device may enrol; an error wrapping
+	// ErrNotAdmitted refuses it with 403. It is where a pre-enrolled-only
+	// restriction is enforced.
+	Admit  func(ctx context.Context, m *Authenticate, certFingerprint string) error
+	Events EventHandler                 // optional
+	DM     DeclarativeManagementHandler // optional
+	Logger *slog.Logger                 // slog.Default() when nil
 	// MaxBodyBytes caps request bodies; DefaultMaxBodyBytes when zero.
 	MaxBodyBytes int64
 	Now          func() time.Time
@@ -91,7 +99,8 @@ func statusOf(err error) int {
 		return re.status
 	case errors.Is(err, ErrNoIdentity), errors.Is(err, ErrBadSignature):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrUntrustedCert), errors.Is(err, ErrRevokedCert), errors.Is(err, ErrCertNotAllowed):
+	case errors.Is(err, ErrUntrustedCert), errors.Is(err, ErrRevokedCert), errors.Is(err, ErrCertNotAllowed),
+		errors.Is(err, ErrNotAdmitted):
 		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
@@ -252,6 +261,11 @@ func (s *Service) checkin(ctx context.Context, body []byte, fp string) ([]byte, 
 	var out []byte
 	switch m := msg.(type) {
 	case *Authenticate:
+		if s.Admit != nil {
+			if err := s.Admit(ctx, m, fp); err != nil {
+				return nil, err
+			}
+		}
 		err = s.Store.Authenticated(ctx, &Enrollment{
 			ID: id, DeviceID: device, SerialNumber: m.SerialNumber, Model: m.Model, ModelName: m.ModelName,
 			DeviceName: m.DeviceName, OSVersion: m.OSVersion, BuildVersion: m.BuildVersion, ProductName: m.ProductName,

@@ -69,6 +69,9 @@ type Store interface {
 	PutChallenge(ctx context.Context, c *Challenge) error
 	// Challenge returns the challenge with the given hash, or ErrNotFound.
 	Challenge(ctx context.Context, hash []byte) (*Challenge, error)
+	// ChallengeByID returns the challenge with the given ID, or
+	// ErrNotFound.
+	ChallengeByID(ctx context.Context, id string) (*Challenge, error)
 	// ConsumeChallenge marks the challenge with the given hash used by cert
 	// and stores cert, in one transaction. It returns ErrNotFound,
 	// ErrChallengeUsed, ErrChallengeExpired (judged against now) or

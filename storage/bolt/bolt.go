@@ -55,6 +55,9 @@ func Open(path string, opts Options) (*DB, error) {
 				return err
 			}
 		}
+		if err := indexChallenges(tx); err != nil {
+			return err
+		}
 		return migrateChannels(tx)
 	})
 	if err != nil {
@@ -73,7 +76,8 @@ func (d *DB) Close() error {
 var allBuckets = [][]byte{
 	bucketChallenges, bucketCerts, bucketSerials, bucketRevoked,
 	bucketEnrollments, bucketCertBinding, bucketCommands, bucketChannels,
-	bucketTokens, bucketTokenIDs, bucketRecords, bucketUsers,
+	bucketTokens, bucketTokenIDs, bucketRecords, bucketUsers, bucketAssignments, bucketSettings,
+	bucketChallengeIDs,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

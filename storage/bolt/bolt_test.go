@@ -117,3 +117,10 @@ func TestRecordStore(t *testing.T) {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).Records()
 	})
 }
+
+func TestAssignmentStore(t *testing.T) {
+	storagetest.RunAssignments(t, func(t *testing.T) (enroll.AssignmentStore, enroll.SettingsStore) {
+		db := open(t, filepath.Join(t.TempDir(), "custody.db"))
+		return db.Assignments(), db.Settings()
+	})
+}

@@ -12,8 +12,10 @@ import (
 )
 
 var (
-	bucketRecords = []byte("enroll.records") // serial → Record
-	bucketUsers   = []byte("enroll.users")   // email → User
+	bucketRecords     = []byte("enroll.records")     // serial → Record
+	bucketUsers       = []byte("enroll.users")       // email → User
+	bucketAssignments = []byte("enroll.assignments") // id → Assignment
+	bucketSettings    = []byte("enroll.settings")    // "settings" → Settings
 )
 
 // RecordStore implements enroll.RecordStore.
@@ -112,6 +114,46 @@ func (s *RecordStore) get(ctx context.Context, bucket []byte, key string, v any)
 	})
 }
 
+// UpdateRecord implements enroll.RecordStore.
+func (s *RecordStore) UpdateRecord(ctx context.Context, serial string, fn func(*enroll.Record) (*enroll.Record, error)) (*enroll.Record, error) {
+	return update(ctx, s.writes, bucketRecords, serial, fn)
+}
+
+// UpdateUser implements enroll.RecordStore.
+func (s *RecordStore) UpdateUser(ctx context.Context, email string, fn func(*enroll.User) (*enroll.User, error)) (*enroll.User, error) {
+	return update(ctx, s.writes, bucketUsers, email, fn)
+}
+
+// update applies fn to the value at key (nil when there is none) and stores
+// what it returns unless that is nil, in one write transaction; it returns
+// the value stored afterwards.
+func update[T any](ctx context.Context, w *committer, bucket []byte, key string, fn func(*T) (*T, error)) (*T, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *T
+	err := w.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		out = nil
+		if v := b.Get([]byte(key)); v != nil {
+			out = new(T)
+			if err := json.Unmarshal(v, out); err != nil {
+				return fmt.Errorf("bolt: %s %q: %w", bucket, key, err)
+			}
+		}
+		next, err := fn(out)
+		if err != nil || next == nil {
+			return err
+		}
+		out = next
+		return putJSON(b, []byte(key), next)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Records implements enroll.RecordStore.
 func (s *RecordStore) Records(ctx context.Context, fn func(*enroll.Record) bool) error {
 	return each(ctx, s.db, bucketRecords, fn)
@@ -140,5 +182,94 @@ func each[T any](ctx context.Context, db *bbolt.DB, bucket []byte, fn func(*T) b
 			}
 		}
 		return nil
+	})
+}
+
+// AssignmentStore implements enroll.AssignmentStore.
+type AssignmentStore struct {
+	db     *bbolt.DB
+	writes *committer
+}
+
+var _ enroll.AssignmentStore = (*AssignmentStore)(nil)
+
+// Assignments returns the database's enroll.AssignmentStore.
+func (d *DB) Assignments() *AssignmentStore { return &AssignmentStore{db: d.db, writes: d.writes} }
+
+// PutAssignment implements enroll.AssignmentStore.
+func (s *AssignmentStore) PutAssignment(ctx context.Context, a *enroll.Assignment) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.writes.update(func(tx *bbolt.Tx) error {
+		return putJSON(tx.Bucket(bucketAssignments), []byte(a.ID), a)
+	})
+}
+
+// Assignment implements enroll.AssignmentStore.
+func (s *AssignmentStore) Assignment(ctx context.Context, id string) (*enroll.Assignment, error) {
+	var a enroll.Assignment
+	if err := (&RecordStore{db: s.db}).get(ctx, bucketAssignments, id, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Assignments implements enroll.AssignmentStore.
+func (s *AssignmentStore) Assignments(ctx context.Context, fn func(*enroll.Assignment) bool) error {
+	return each(ctx, s.db, bucketAssignments, fn)
+}
+
+// DeleteAssignment implements enroll.AssignmentStore.
+func (s *AssignmentStore) DeleteAssignment(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.writes.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAssignments)
+		if b.Get([]byte(id)) == nil {
+			return fmt.Errorf("%w: assignment %s", enroll.ErrNotFound, id)
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+// SettingsStore implements enroll.SettingsStore.
+type SettingsStore struct {
+	db     *bbolt.DB
+	writes *committer
+}
+
+var _ enroll.SettingsStore = (*SettingsStore)(nil)
+
+// Settings returns the database's enroll.SettingsStore.
+func (d *DB) Settings() *SettingsStore { return &SettingsStore{db: d.db, writes: d.writes} }
+
+var keySettings = []byte("settings")
+
+// Settings implements enroll.SettingsStore.
+func (s *SettingsStore) Settings(ctx context.Context) (*enroll.Settings, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var st enroll.Settings
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		_, err := getJSON(tx.Bucket(bucketSettings), keySettings, &st)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// UpdateSettings implements enroll.SettingsStore.
+func (s *SettingsStore) UpdateSettings(ctx context.Context, fn func(*enroll.Settings) error) (*enroll.Settings, error) {
+	return update(ctx, s.writes, bucketSettings, string(keySettings), func(st *enroll.Settings) (*enroll.Settings, error) {
+		next := new(enroll.Settings)
+		if st != nil {
+			*next = *st
+		}
+		return next, fn(next)
 	})
 }

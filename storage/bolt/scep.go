@@ -11,10 +11,11 @@ import (
 )
 
 var (
-	bucketChallenges = []byte("scep.challenges") // SHA-256 of secret → Challenge
-	bucketCerts      = []byte("scep.certs")      // fingerprint → IssuedCert
-	bucketSerials    = []byte("scep.serials")    // serial (hex) → fingerprint
-	bucketRevoked    = []byte("scep.revoked")    // fingerprint → revocation time
+	bucketChallenges   = []byte("scep.challenges")   // SHA-256 of secret → Challenge
+	bucketChallengeIDs = []byte("scep.challengeids") // challenge id → SHA-256 of secret
+	bucketCerts        = []byte("scep.certs")        // fingerprint → IssuedCert
+	bucketSerials      = []byte("scep.serials")      // serial (hex) → fingerprint
+	bucketRevoked      = []byte("scep.revoked")      // fingerprint → revocation time
 )
 
 // SCEPStore implements scep.Store.
@@ -34,7 +35,47 @@ func (s *SCEPStore) PutChallenge(ctx context.Context, c *scep.Challenge) error {
 		return err
 	}
 	return s.writes.update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketChallengeIDs).Put([]byte(c.ID), c.Hash); err != nil {
+			return err
+		}
 		return putJSON(tx.Bucket(bucketChallenges), c.Hash, c)
+	})
+}
+
+// ChallengeByID implements scep.Store.
+func (s *SCEPStore) ChallengeByID(ctx context.Context, id string) (*scep.Challenge, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var hash []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if h := tx.Bucket(bucketChallengeIDs).Get([]byte(id)); h != nil {
+			hash = append([]byte(nil), h...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if hash == nil {
+		return nil, scep.ErrNotFound
+	}
+	return s.Challenge(ctx, hash)
+}
+
+// indexChallenges fills the challenge-id index of a database made before
+// it existed.
+func indexChallenges(tx *bbolt.Tx) error {
+	ids := tx.Bucket(bucketChallengeIDs)
+	if k, _ := ids.Cursor().First(); k != nil {
+		return nil
+	}
+	return tx.Bucket(bucketChallenges).ForEach(func(hash, v []byte) error {
+		var c scep.Challenge
+		if err := json.Unmarshal(v, &c); err != nil {
+			return err
+		}
+		return ids.Put([]byte(c.ID), hash)
 	})
 }
 

@@ -15,6 +15,14 @@ import (
 func RunRecords(t *testing.T, newStore func(t *testing.T) enroll.RecordStore) {
 	t.Run("ImportAndReimport", func(t *testing.T) { testImportAndReimport(t, newStore(t)) })
 	t.Run("NotFound", func(t *testing.T) { testRecordNotFound(t, newStore(t)) })
+	t.Run("Update", func(t *testing.T) { testRecordUpdate(t, newStore(t)) })
+}
+
+// RunAssignments runs the conformance tests of an enroll.AssignmentStore
+// and an enroll.SettingsStore.
+func RunAssignments(t *testing.T, newStores func(t *testing.T) (enroll.AssignmentStore, enroll.SettingsStore)) {
+	t.Run("Assignments", func(t *testing.T) { a, _ := newStores(t); testAssignments(t, a) })
+	t.Run("Settings", func(t *testing.T) { _, s := newStores(t); testSettings(t, s) })
 }
 
 func record(serial, email string, groups ...string) *enroll.Record {
@@ -78,5 +86,112 @@ func testRecordNotFound(t *testing.T, s enroll.RecordStore) {
 	}
 	if u, err := s.User(ctx, "nobody@example.com"); !errors.Is(err, enroll.ErrNotFound) || u != nil {
 		t.Errorf("User of an unknown email: %v, %v", u, err)
+	}
+}
+
+func testRecordUpdate(t *testing.T, s enroll.RecordStore) {
+	ctx := context.Background()
+	// Creating through UpdateRecord.
+	got, err := s.UpdateRecord(ctx, "NEW1", func(r *enroll.Record) (*enroll.Record, error) {
+		if r != nil {
+			t.Errorf("fn got %+v for an unknown serial, want nil", r)
+		}
+		return record("NEW1", "a@example.com"), nil
+	})
+	if err != nil || got == nil || got.Serial != "NEW1" {
+		t.Fatalf("UpdateRecord (create) = %+v, %v", got, err)
+	}
+	// A nil result changes nothing and returns the stored record.
+	got, err = s.UpdateRecord(ctx, "NEW1", func(*enroll.Record) (*enroll.Record, error) { return nil, nil })
+	if err != nil || got == nil || got.UserEmail != "a@example.com" {
+		t.Fatalf("UpdateRecord (no change) = %+v, %v", got, err)
+	}
+	if got, err := s.UpdateRecord(ctx, "NONE", func(*enroll.Record) (*enroll.Record, error) { return nil, nil }); err != nil || got != nil {
+		t.Errorf("UpdateRecord of an unknown serial, no change = %+v, %v; want nil, nil", got, err)
+	}
+	// An error from fn stores nothing.
+	boom := errors.New("boom")
+	_, err = s.UpdateRecord(ctx, "NEW1", func(r *enroll.Record) (*enroll.Record, error) {
+		r = r.Clone()
+		r.Status = enroll.StatusWiped
+		return r, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("UpdateRecord with a failing fn: %v, want boom", err)
+	}
+	// Links, history and applied assignments round-trip.
+	_, err = s.UpdateRecord(ctx, "NEW1", func(r *enroll.Record) (*enroll.Record, error) {
+		r = r.Clone()
+		r.EnrollmentID, r.CertFingerprint, r.TokenID = "UDID-1", "ab12", "tok1"
+		r.Applied = map[string]string{"as1": "CMD-1"}
+		r.Log(enroll.Event{At: t0, Step: enroll.StepAuthenticated, Enrollment: "UDID-1", Cert: "ab12", Token: "tok1"})
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Record(ctx, "NEW1")
+	if err != nil || r.Status != enroll.StatusPreApproved || r.EnrollmentID != "UDID-1" || r.Applied["as1"] != "CMD-1" ||
+		len(r.History) != 1 || r.History[0].Step != enroll.StepAuthenticated || !r.History[0].At.Equal(t0) {
+		t.Errorf("record after updates: %+v, %v", r, err)
+	}
+	u, err := s.UpdateUser(ctx, "b@example.com", func(u *enroll.User) (*enroll.User, error) {
+		return &enroll.User{Email: "b@example.com", Name: "B", Groups: []string{"g"}}, nil
+	})
+	if err != nil || u.Name != "B" {
+		t.Fatalf("UpdateUser = %+v, %v", u, err)
+	}
+	if u, err := s.User(ctx, "b@example.com"); err != nil || !u.InGroup("g") {
+		t.Errorf("User after UpdateUser = %+v, %v", u, err)
+	}
+}
+
+func testAssignments(t *testing.T, s enroll.AssignmentStore) {
+	ctx := context.Background()
+	for _, id := range []string{"b2", "a1", "c3"} {
+		a := &enroll.Assignment{ID: id, Group: "g-" + id, Kind: enroll.AssignCommand, Name: "DeviceInformation",
+			Payload: []byte("<plist/>"), CreatedAt: t0}
+		if err := s.PutAssignment(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := s.Assignment(ctx, "b2")
+	if err != nil || a.Group != "g-b2" || string(a.Payload) != "<plist/>" || !a.CreatedAt.Equal(t0) {
+		t.Errorf("Assignment(b2) = %+v, %v", a, err)
+	}
+	if _, err := s.Assignment(ctx, "zz"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("Assignment(unknown): %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteAssignment(ctx, "b2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAssignment(ctx, "b2"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("second DeleteAssignment: %v, want ErrNotFound", err)
+	}
+	var ids []string
+	if err := s.Assignments(ctx, func(a *enroll.Assignment) bool { ids = append(ids, a.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"a1", "c3"}) {
+		t.Errorf("Assignments: %v, want [a1 c3]", ids)
+	}
+}
+
+func testSettings(t *testing.T, s enroll.SettingsStore) {
+	ctx := context.Background()
+	st, err := s.Settings(ctx)
+	if err != nil || st.PreEnrolledOnly {
+		t.Fatalf("fresh Settings = %+v, %v; want the zero value", st, err)
+	}
+	st, err = s.UpdateSettings(ctx, func(st *enroll.Settings) error { st.PreEnrolledOnly = true; return nil })
+	if err != nil || !st.PreEnrolledOnly {
+		t.Fatalf("UpdateSettings = %+v, %v", st, err)
+	}
+	_, err = s.UpdateSettings(ctx, func(st *enroll.Settings) error { st.PreEnrolledOnly = false; return errors.New("refused") })
+	if err == nil {
+		t.Error("UpdateSettings with a failing fn succeeded")
+	}
+	if st, err := s.Settings(ctx); err != nil || !st.PreEnrolledOnly {
+		t.Errorf("Settings after a failed update = %+v, %v; want the earlier value", st, err)
 	}
 }

@@ -70,6 +70,12 @@ func testChallengeRoundTrip(t *testing.T, s scep.Store) {
 	if got.ID != c.ID || !got.ExpiresAt.Equal(c.ExpiresAt) || got.Note != c.Note || got.For != c.For || got.Used() {
 		t.Errorf("Challenge = %+v, want %+v", got, c)
 	}
+	if byID, err := s.ChallengeByID(ctx, c.ID); err != nil || string(byID.Hash) != string(c.Hash) {
+		t.Errorf("ChallengeByID(%s) = %+v, %v", c.ID, byID, err)
+	}
+	if _, err := s.ChallengeByID(ctx, "nope"); !errors.Is(err, scep.ErrNotFound) {
+		t.Errorf("ChallengeByID(unknown) error = %v, want ErrNotFound", err)
+	}
 	other := sha256.Sum256([]byte("not stored"))
 	if _, err := s.Challenge(ctx, other[:]); !errors.Is(err, scep.ErrNotFound) {
 		t.Errorf("Challenge(unknown) error = %v, want ErrNotFound", err)

@@ -1,0 +1,636 @@
+package enroll
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custodymdm/custody/mdm"
+	"github.com/custodymdm/custody/scep"
+)
+
+// ErrRestricted is returned when the pre-enrolled-only restriction forbids
+// minting a link or a challenge.
+var ErrRestricted = errors.New("enroll: only pre-enrolled devices may enrol")
+
+// A Lifecycle follows pre-enrolled devices through the protocols: it
+// decides at Authenticate whether a device may enrol (Admit, for
+// mdm.Service.Admit), links the record to the certificate and enrollment
+// the device got, queues its group's assignments when it completes
+// enrollment, and records unenrollment and wipe (HandleEvent, an
+// mdm.EventHandler).
+type Lifecycle struct {
+	Records     RecordStore
+	Assignments AssignmentStore
+	Settings    SettingsStore
+	Tokens      Store
+	Certs       scep.Store
+	MDM         mdm.Store
+
+	// Assigned profiles are signed with this identity when installed.
+	SignerCert *x509.Certificate
+	SignerKey  crypto.Signer
+	Chain      []*x509.Certificate
+
+	// Push, when set, wakes devices that have new commands queued.
+	Push   func(ctx context.Context, enrollmentIDs []string)
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	// applyMu serialises queueing assignments, so that two TokenUpdates
+	// of one device racing cannot queue an assignment twice.
+	applyMu sync.Mutex
+}
+
+func (l *Lifecycle) log() *slog.Logger {
+	if l.Logger != nil {
+		return l.Logger
+	}
+	return slog.Default()
+}
+
+func (l *Lifecycle) now() time.Time {
+	if l.Now != nil {
+		return l.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// CheckMint returns ErrRestricted when the restriction is on and ref (the
+// For of a link or challenge to mint) does not name a record or a user
+// that exists.
+func (l *Lifecycle) CheckMint(ctx context.Context, ref string) error {
+	st, err := l.Settings.Settings(ctx)
+	if err != nil || !st.PreEnrolledOnly {
+		return err
+	}
+	serial, email := ParseRef(ref)
+	switch {
+	case serial != "":
+		_, err = l.Records.Record(ctx, serial)
+	case email != "":
+		_, err = l.Records.User(ctx, email)
+	default:
+		return fmt.Errorf("%w: mint links and challenges for a record (record:SERIAL) or a user (user:EMAIL)", ErrRestricted)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %s has no record", ErrRestricted, ref)
+	}
+	return err
+}
+
+// MintLink mints a one-time enrollment link for a record (serial) or a
+// user (email), and logs it on the record.
+func (l *Lifecycle) MintLink(ctx context.Context, serial, email string, ttl time.Duration, note string) (*Token, string, error) {
+	var ref string
+	switch {
+	case serial != "" && email != "":
+		return nil, "", errors.New("enroll: a link is for a record or for a user, not both")
+	case serial != "":
+		s, err := NormalizeSerial(serial)
+		if err != nil {
+			return nil, "", err
+		}
+		if _, err := l.Records.Record(ctx, s); err != nil {
+			return nil, "", err
+		}
+		ref = RecordRef(s)
+	case email != "":
+		e, err := NormalizeEmail(email)
+		if err != nil {
+			return nil, "", err
+		}
+		if _, err := l.Records.User(ctx, e); err != nil {
+			return nil, "", err
+		}
+		ref = UserRef(e)
+	default:
+		return nil, "", errors.New("enroll: give a serial number or an email")
+	}
+	t, secret, err := NewToken(ctx, l.Tokens, ttl, note, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	if s, _ := ParseRef(ref); s != "" {
+		_, err = l.Records.UpdateRecord(ctx, s, func(r *Record) (*Record, error) {
+			if r == nil {
+				return nil, nil
+			}
+			r = r.Clone()
+			r.Log(Event{At: t.CreatedAt, Step: StepLinkMinted, Token: t.ID})
+			return r, nil
+		})
+	}
+	return t, secret, err
+}
+
+// linkOf follows a certificate back through its renewals to the challenge
+// that authorised it and the enrollment link that minted the challenge,
+// and returns what the link (or challenge) was minted for and the link's
+// token ID.
+func (l *Lifecycle) linkOf(ctx context.Context, fingerprint string) (ref, tokenID string, err error) {
+	c, err := l.Certs.Cert(ctx, fingerprint)
+	for i := 0; err == nil && c.RenewedFrom != "" && i < 1000; i++ {
+		c, err = l.Certs.Cert(ctx, c.RenewedFrom)
+	}
+	if errors.Is(err, scep.ErrNotFound) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if s, e := ParseRef(c.For); s != "" || e != "" {
+		return c.For, "", nil // a challenge minted for a record or user
+	}
+	if c.For == "" {
+		return "", "", nil
+	}
+	t, err := l.Tokens.Token(ctx, c.For)
+	if errors.Is(err, ErrNotFound) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return t.For, t.ID, nil
+}
+
+// Admit decides whether a device may enrol; it is mdm.Service.Admit. A
+// device enrolling with a link minted for a record must report that
+// record's serial number, and one enrolling with a user's link must be
+// one of that user's records. With the restriction on, the serial must
+// have a record and the link must have been minted for it or its user.
+// With it off, an unknown device gets a record (source enrollment). An
+// admitted device's record is linked to its token, certificate and
+// enrollment; a refusal is logged on the record.
+func (l *Lifecycle) Admit(ctx context.Context, m *mdm.Authenticate, fingerprint string) error {
+	st, err := l.Settings.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	serial, serr := NormalizeSerial(m.SerialNumber)
+	if serr != nil {
+		if st.PreEnrolledOnly {
+			return l.refuse(ctx, "", m, fingerprint, "Authenticate without a serial number")
+		}
+		return nil // a user enrollment: no serial, no record
+	}
+	ref, tokenID, err := l.linkOf(ctx, fingerprint)
+	if err != nil {
+		return err
+	}
+	linkSerial, linkEmail := ParseRef(ref)
+	if linkSerial != "" && linkSerial != serial {
+		return l.refuse(ctx, linkSerial, m, fingerprint,
+			fmt.Sprintf("enrolled with the link of record %s but reports serial number %s", linkSerial, serial))
+	}
+	var user *User
+	if linkEmail != "" {
+		if user, err = l.Records.User(ctx, linkEmail); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	now := l.now()
+	var refusal string
+	_, err = l.Records.UpdateRecord(ctx, serial, func(r *Record) (*Record, error) {
+		refusal = ""
+		switch {
+		case r == nil && st.PreEnrolledOnly:
+			refusal = fmt.Sprintf("serial number %s is not pre-enrolled", serial)
+		case r != nil && linkEmail != "" && r.UserEmail != "" && r.UserEmail != linkEmail:
+			refusal = fmt.Sprintf("enrolled with the link of user %s but serial number %s belongs to %s", linkEmail, serial, r.UserEmail)
+		case st.PreEnrolledOnly && ref == "":
+			refusal = "enrolled with a link that was not minted for a record or a user"
+		}
+		if refusal != "" {
+			if r == nil {
+				return nil, nil
+			}
+			r = r.Clone()
+			r.Log(Event{At: now, Step: StepRefused, Enrollment: m.UDID, Cert: fingerprint, Note: refusal})
+			return r, nil
+		}
+		if r == nil {
+			r = &Record{Serial: serial, Platform: platformOf(m), Status: StatusPreApproved, Source: SourceEnrollment,
+				DeviceName: m.DeviceName, CreatedAt: now, History: []Event{{At: now, Step: StepCreated, Note: SourceEnrollment}}}
+			if user != nil {
+				r.UserEmail, r.UserName, r.Mobile, r.Ownership = user.Email, user.Name, user.Mobile, user.Ownership
+			}
+		} else {
+			r = r.Clone()
+		}
+		if r.UserEmail == "" && user != nil {
+			r.UserEmail, r.UserName = user.Email, user.Name
+		}
+		r.TokenID, r.CertFingerprint, r.EnrollmentID = tokenID, fingerprint, m.UDID
+		r.Applied, r.EnrolledAt = nil, time.Time{}
+		r.UpdatedAt = now
+		r.Log(Event{At: now, Step: StepAuthenticated, Enrollment: m.UDID, Cert: fingerprint, Token: tokenID})
+		return r, nil
+	})
+	if err != nil {
+		return err
+	}
+	if refusal != "" {
+		l.log().Warn("enroll: device refused", "serial", serial, "udid", m.UDID, "cert", fingerprint, "reason", refusal)
+		return fmt.Errorf("%w: %s", mdm.ErrNotAdmitted, refusal)
+	}
+	l.log().Info("enroll: device admitted", "serial", serial, "udid", m.UDID, "token_id", tokenID, "for", ref)
+	return nil
+}
+
+// refuse logs a refusal on the record of serial, if there is one, and
+// returns the error that refuses the device.
+func (l *Lifecycle) refuse(ctx context.Context, serial string, m *mdm.Authenticate, fingerprint, reason string) error {
+	l.log().Warn("enroll: device refused", "serial", m.SerialNumber, "udid", m.UDID, "cert", fingerprint, "reason", reason)
+	if serial != "" {
+		_, err := l.Records.UpdateRecord(ctx, serial, func(r *Record) (*Record, error) {
+			if r == nil {
+				return nil, nil
+			}
+			r = r.Clone()
+			r.Log(Event{At: l.now(), Step: StepRefused, Enrollment: m.UDID, Cert: fingerprint, Note: reason})
+			return r, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %s", mdm.ErrNotAdmitted, reason)
+}
+
+func platformOf(m *mdm.Authenticate) Platform {
+	p := strings.ToLower(m.ProductName + " " + m.Model)
+	if strings.Contains(p, "mac") {
+		return PlatformMacOS
+	}
+	return PlatformIOS
+}
+
+// HandleEvent records what devices do: the first TokenUpdate after
+// Authenticate completes enrollment and queues the record's assignments,
+// CheckOut unenrolls, and an acknowledged EraseDevice marks the record
+// wiped and revokes the device's certificate.
+func (l *Lifecycle) HandleEvent(ctx context.Context, e *mdm.Event) {
+	var err error
+	switch {
+	case strings.Contains(e.EnrollmentID, ":"):
+		return // a user channel: the device channel carries the record
+	case e.Type == "checkin" && e.MessageType == "TokenUpdate":
+		err = l.enrolled(ctx, e.EnrollmentID)
+	case e.Type == "checkin" && e.MessageType == "CheckOut":
+		_, err = l.updateByEnrollment(ctx, e.EnrollmentID, func(r *Record) {
+			r.Status = StatusUnenrolled
+			r.Log(Event{At: l.now(), Step: StepUnenrolled, Enrollment: e.EnrollmentID})
+		})
+	case e.Type == "result" && e.Result.RequestType == "EraseDevice" && e.Result.Status == mdm.StatusAcknowledged:
+		err = l.wiped(ctx, e.EnrollmentID, e.Result)
+	}
+	if err != nil {
+		l.log().Error("enroll: lifecycle", "enrollment", e.EnrollmentID, "event", e.Type, "message", e.MessageType, "err", err)
+	}
+}
+
+// updateByEnrollment applies fn to the record linked to an enrollment and
+// returns the record, or nil when the enrollment has none.
+func (l *Lifecycle) updateByEnrollment(ctx context.Context, id string, fn func(*Record)) (*Record, error) {
+	enr, err := l.MDM.Enrollment(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := NormalizeSerial(enr.SerialNumber)
+	if err != nil {
+		return nil, nil
+	}
+	return l.Records.UpdateRecord(ctx, serial, func(r *Record) (*Record, error) {
+		if r == nil || r.EnrollmentID != id {
+			return nil, nil
+		}
+		r = r.Clone()
+		fn(r)
+		r.UpdatedAt = l.now()
+		return r, nil
+	})
+}
+
+func (l *Lifecycle) enrolled(ctx context.Context, id string) error {
+	rec, err := l.updateByEnrollment(ctx, id, func(r *Record) {
+		if r.EnrolledAt.IsZero() {
+			r.Status, r.EnrolledAt = StatusEnrolled, l.now()
+			r.Log(Event{At: r.EnrolledAt, Step: StepEnrolled, Enrollment: id})
+		}
+	})
+	if err != nil || rec == nil {
+		return err
+	}
+	var all []*Assignment
+	if err := l.Assignments.Assignments(ctx, func(a *Assignment) bool { all = append(all, a); return true }); err != nil {
+		return err
+	}
+	_, err = l.apply(ctx, rec.Serial, all)
+	return err
+}
+
+// RequestWipe records that EraseDevice was queued for enrollments.
+func (l *Lifecycle) RequestWipe(ctx context.Context, enrollmentIDs []string, commandUUID string) error {
+	for _, id := range enrollmentIDs {
+		_, err := l.updateByEnrollment(ctx, id, func(r *Record) {
+			r.Status = StatusWipePending
+			r.Log(Event{At: l.now(), Step: StepWipeRequested, Enrollment: id, Command: commandUUID})
+		})
+		if err != nil && !errors.Is(err, mdm.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// wiped marks a record wiped and revokes the certificate of the enrollment.
+func (l *Lifecycle) wiped(ctx context.Context, id string, res *mdm.Result) error {
+	enr, err := l.MDM.Enrollment(ctx, id)
+	if err != nil {
+		return err
+	}
+	revoked := ""
+	if fp := enr.CertFingerprint; fp != "" {
+		err := l.Certs.RevokeCert(ctx, fp, res.ReceivedAt)
+		switch {
+		case err == nil:
+			revoked = fp
+		case !errors.Is(err, scep.ErrAlreadyRevoked) && !errors.Is(err, scep.ErrNotFound):
+			return err
+		}
+	}
+	_, err = l.updateByEnrollment(ctx, id, func(r *Record) {
+		r.Status = StatusWiped
+		r.Log(Event{At: res.ReceivedAt, Step: StepWiped, Enrollment: id, Command: res.CommandUUID})
+		if revoked != "" {
+			r.Log(Event{At: res.ReceivedAt, Step: StepCertRevoked, Enrollment: id, Cert: revoked})
+		}
+	})
+	l.log().Info("enroll: device wiped", "enrollment", id, "cert_revoked", revoked)
+	return err
+}
+
+// commandNamespace makes assignment command UUIDs: one per assignment and
+// enrollment identity, so queueing again after a crash is idempotent.
+var commandNamespace = uuid.MustParse("9a1c2f0e-5b7d-4e38-9d61-2f4b8c0a7e13")
+
+// apply queues, for the enrolled device of a record, each assignment of
+// its groups not yet queued for its current enrollment, marks them
+// applied, and returns the enrollment ID when it queued anything.
+//
+// The command is queued before it is marked; its UUID is derived from the
+// assignment and the enrollment's certificate, and queueing a UUID already
+// in the queue is a no-op, so a crash between the two writes at most
+// re-sends a command the device already answered.
+func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Assignment) (string, error) {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	rec, err := l.Records.Record(ctx, serial)
+	if err != nil || rec.Status != StatusEnrolled || rec.EnrollmentID == "" {
+		return "", err
+	}
+	var user *User
+	if rec.UserEmail != "" {
+		if user, err = l.Records.User(ctx, rec.UserEmail); err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+	}
+	type queued struct{ assignment, command string }
+	var done []queued
+	for _, a := range assignments {
+		if !rec.InGroup(a.Group, user) || rec.Applied[a.ID] != "" {
+			continue
+		}
+		id := strings.ToUpper(uuid.NewSHA1(commandNamespace, []byte(rec.EnrollmentID+"\x00"+rec.CertFingerprint+"\x00"+a.ID)).String())
+		payload, err := l.payload(a, id)
+		if err != nil {
+			return "", err
+		}
+		err = l.MDM.Enqueue(ctx, []string{rec.EnrollmentID}, &mdm.QueuedCommand{
+			UUID: id, RequestType: a.commandType(), Payload: payload, EnqueuedAt: l.now(),
+		})
+		if err != nil {
+			return "", err
+		}
+		done = append(done, queued{a.ID, id})
+	}
+	if len(done) == 0 {
+		return "", nil
+	}
+	enrollment := rec.EnrollmentID
+	_, err = l.Records.UpdateRecord(ctx, serial, func(r *Record) (*Record, error) {
+		if r == nil || r.EnrollmentID != enrollment {
+			return nil, nil
+		}
+		r = r.Clone()
+		if r.Applied == nil {
+			r.Applied = map[string]string{}
+		}
+		now := l.now()
+		for _, q := range done {
+			r.Applied[q.assignment] = q.command
+			r.Log(Event{At: now, Step: StepAssigned, Enrollment: enrollment, Assignment: q.assignment, Command: q.command})
+		}
+		return r, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	l.log().Info("enroll: assignments queued", "serial", serial, "enrollment", enrollment, "count", len(done))
+	if l.Push != nil {
+		l.Push(ctx, []string{enrollment})
+	}
+	return enrollment, nil
+}
+
+func (a *Assignment) commandType() string {
+	if a.Kind == AssignProfile {
+		return "InstallProfile"
+	}
+	return a.Name
+}
+
+// payload builds the command an assignment sends, signing its profile.
+func (l *Lifecycle) payload(a *Assignment, commandUUID string) ([]byte, error) {
+	var signed []byte
+	if a.Kind == AssignProfile {
+		if l.SignerCert == nil {
+			return nil, errors.New("enroll: no profile-signing identity configured")
+		}
+		var err error
+		if signed, err = SignProfile(a.Payload, l.SignerCert, l.SignerKey, l.Chain...); err != nil {
+			return nil, err
+		}
+	}
+	cmd, err := a.command(signed)
+	if err != nil {
+		return nil, err
+	}
+	return mdm.MarshalCommand(commandUUID, cmd)
+}
+
+// Assign stores an assignment and queues it at once for the group's
+// enrolled devices, whose enrollment IDs it returns.
+func (l *Lifecycle) Assign(ctx context.Context, a *Assignment) ([]string, error) {
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = l.now()
+	}
+	if err := l.Assignments.PutAssignment(ctx, a); err != nil {
+		return nil, err
+	}
+	members, err := l.members(ctx, a.Group)
+	if err != nil {
+		return nil, err
+	}
+	return l.applyAll(ctx, members, []*Assignment{a})
+}
+
+func (l *Lifecycle) applyAll(ctx context.Context, serials []string, assignments []*Assignment) ([]string, error) {
+	var queued []string
+	for _, s := range serials {
+		id, err := l.apply(ctx, s, assignments)
+		if err != nil {
+			return queued, err
+		}
+		if id != "" {
+			queued = append(queued, id)
+		}
+	}
+	return queued, nil
+}
+
+// members returns the serial numbers of the records in a group, directly
+// or through their user.
+func (l *Lifecycle) members(ctx context.Context, group string) ([]string, error) {
+	users := map[string]bool{}
+	err := l.Records.Users(ctx, func(u *User) bool {
+		if u.InGroup(group) {
+			users[u.Email] = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	var serials []string
+	err = l.Records.Records(ctx, func(r *Record) bool {
+		if r.InGroup(group, nil) || users[r.UserEmail] {
+			serials = append(serials, r.Serial)
+		}
+		return true
+	})
+	return serials, err
+}
+
+// AddToGroup adds records (by serial) and users (by email) to a group and
+// queues the group's assignments for those of their devices that are
+// enrolled; it returns their enrollment IDs. Unknown serials or emails are
+// an ErrNotFound naming them, and then nothing is changed.
+func (l *Lifecycle) AddToGroup(ctx context.Context, group string, serials, emails []string) ([]string, error) {
+	if err := checkGroup(group); err != nil {
+		return nil, err
+	}
+	serials, emails, err := l.known(ctx, serials, emails)
+	if err != nil {
+		return nil, err
+	}
+	now := l.now()
+	for _, s := range serials {
+		_, err := l.Records.UpdateRecord(ctx, s, func(r *Record) (*Record, error) {
+			if r == nil || r.InGroup(group, nil) {
+				return nil, nil
+			}
+			r = r.Clone()
+			r.Groups, r.UpdatedAt = append(r.Groups, group), now
+			return r, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	affected := append([]string(nil), serials...)
+	for _, e := range emails {
+		_, err := l.Records.UpdateUser(ctx, e, func(u *User) (*User, error) {
+			if u == nil || u.InGroup(group) {
+				return nil, nil
+			}
+			u = u.Clone()
+			u.Groups, u.UpdatedAt = append(u.Groups, group), now
+			return u, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(emails) > 0 {
+		want := map[string]bool{}
+		for _, e := range emails {
+			want[e] = true
+		}
+		err := l.Records.Records(ctx, func(r *Record) bool {
+			if want[r.UserEmail] {
+				affected = append(affected, r.Serial)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var all []*Assignment
+	err = l.Assignments.Assignments(ctx, func(a *Assignment) bool {
+		if a.Group == group {
+			all = append(all, a)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l.applyAll(ctx, affected, all)
+}
+
+// known normalises serials and emails and checks that each has a record or
+// a user.
+func (l *Lifecycle) known(ctx context.Context, serials, emails []string) ([]string, []string, error) {
+	var missing []string
+	var ss, es []string
+	for _, s := range serials {
+		n, err := NormalizeSerial(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := l.Records.Record(ctx, n); errors.Is(err, ErrNotFound) {
+			missing = append(missing, n)
+		} else if err != nil {
+			return nil, nil, err
+		}
+		ss = append(ss, n)
+	}
+	for _, e := range emails {
+		n, err := NormalizeEmail(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := l.Records.User(ctx, n); errors.Is(err, ErrNotFound) {
+			missing = append(missing, n)
+		} else if err != nil {
+			return nil, nil, err
+		}
+		es = append(es, n)
+	}
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, strings.Join(missing, ", "))
+	}
+	return ss, es, nil
+}
