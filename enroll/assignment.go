@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -66,13 +65,13 @@ func NewProfileAssignment(group string, mobileconfig []byte) (*Assignment, error
 		return nil, err
 	}
 	if len(mobileconfig) > MaxProfileBytes {
-		return nil, fmt.Errorf("profile larger than %d bytes", MaxProfileBytes)
+		return nil, invalidf("profile larger than %d bytes", MaxProfileBytes)
 	}
 	content := mobileconfig
 	if !looksLikePlist(content) {
 		p7, err := pkcs7.Parse(mobileconfig)
 		if err != nil {
-			return nil, errors.New("profile: neither a plist nor a CMS-signed plist")
+			return nil, invalidf("profile: neither a plist nor a CMS-signed plist")
 		}
 		content = p7.Content
 	}
@@ -84,15 +83,15 @@ func NewProfileAssignment(group string, mobileconfig []byte) (*Assignment, error
 		PayloadContent     []map[string]any
 	}
 	if err := plist.Unmarshal(content, &head); err != nil {
-		return nil, fmt.Errorf("profile: not a plist dictionary: %v", err)
+		return nil, invalidf("profile: not a plist dictionary: %v", err)
 	}
 	switch {
 	case head.PayloadType != "Configuration":
-		return nil, fmt.Errorf("profile: PayloadType is %q, want Configuration", head.PayloadType)
+		return nil, invalidf("profile: PayloadType is %q, want Configuration", head.PayloadType)
 	case head.PayloadIdentifier == "":
-		return nil, errors.New("profile: no PayloadIdentifier")
+		return nil, invalidf("profile: no PayloadIdentifier")
 	case head.PayloadUUID == "":
-		return nil, errors.New("profile: no PayloadUUID")
+		return nil, invalidf("profile: no PayloadUUID")
 	}
 	return &Assignment{
 		ID: newID(), Group: group, Kind: AssignProfile, Name: head.PayloadIdentifier,
@@ -107,7 +106,7 @@ func NewCommandAssignment(group, requestType string, keys map[string]any) (*Assi
 		return nil, err
 	}
 	if _, err := mdm.CommandFromKeys(requestType, keys); err != nil {
-		return nil, err
+		return nil, invalidf("%v", err)
 	}
 	dict := make(map[string]any, len(keys)+1)
 	for k, v := range keys {
@@ -116,14 +115,14 @@ func NewCommandAssignment(group, requestType string, keys map[string]any) (*Assi
 	dict["RequestType"] = requestType
 	payload, err := plist.Marshal(dict)
 	if err != nil {
-		return nil, fmt.Errorf("command: %v", err)
+		return nil, invalidf("command: %v", err)
 	}
 	return &Assignment{ID: newID(), Group: group, Kind: AssignCommand, Name: requestType, Payload: payload}, nil
 }
 
 func checkGroup(group string) error {
 	if strings.TrimSpace(group) == "" || len(group) > 128 || strings.ContainsAny(group, ";\x00") {
-		return fmt.Errorf("bad group name %q (want 1 to 128 characters, no ';')", group)
+		return invalidf("bad group name %q (want 1 to 128 characters, no ';')", group)
 	}
 	return nil
 }

@@ -3,12 +3,14 @@ package enroll
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 // A Field is a column a CSV import understands.
@@ -44,7 +46,7 @@ func ParseField(s string) (Field, error) {
 	if f, ok := headerSynonyms[squash(s)]; ok {
 		return f, nil
 	}
-	return "", fmt.Errorf("unknown field %q (want name, email, mobile, ownership, serial, platform, device_name or groups)", s)
+	return "", invalidf("unknown field %q (want name, email, mobile, ownership, serial, platform, device_name or groups)", s)
 }
 
 // What a CSV file imports, and so which columns it requires.
@@ -146,7 +148,7 @@ func ReadCSV(r io.Reader, opts CSVOptions) (*CSVImport, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("enroll: reading CSV: %w", err)
+			return nil, invalidf("reading the CSV file: %v", err)
 		}
 		line, _ := c.FieldPos(0) // a successful Read has at least one field
 		if opts.Progress != nil {
@@ -288,4 +290,64 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// ImportOptions say what Import does with a CSV file.
+type ImportOptions struct {
+	CSVOptions
+	// DryRun validates the file and writes nothing.
+	DryRun bool
+	// SkipInvalid writes the valid rows of a file with bad rows; without
+	// it such a file writes nothing.
+	SkipInvalid bool
+	// UsersOnly imports the users of the rows and no records.
+	UsersOnly bool
+}
+
+// An ImportResult reports an import.
+type ImportResult struct {
+	Columns map[Field]string `json:"columns"`
+	Rows    int              `json:"rows"` // valid rows
+	Errors  []RowError       `json:"errors"`
+	// Truncated is set when reading stopped at MaxCSVErrors bad rows.
+	Truncated bool `json:"truncated,omitempty"`
+	// Written is set when the valid rows were stored.
+	Written bool         `json:"written"`
+	Stats   *ImportStats `json:"stats,omitempty"`
+}
+
+// Import reads a CSV file and stores its records and users in one
+// transaction: all of the file or nothing. A file with a bad row is
+// written only with SkipInvalid, and then without its bad rows. It returns
+// an error wrapping ErrCSVHeader when the header is unusable.
+func Import(ctx context.Context, store RecordStore, r io.Reader, opts ImportOptions, now time.Time) (*ImportResult, error) {
+	imp, err := ReadCSV(r, opts.CSVOptions)
+	if err != nil {
+		return nil, err
+	}
+	res := &ImportResult{Columns: imp.Columns, Rows: len(imp.Rows), Errors: imp.Errors, Truncated: len(imp.Errors) >= MaxCSVErrors}
+	if res.Errors == nil {
+		res.Errors = []RowError{}
+	}
+	if opts.DryRun || len(imp.Rows) == 0 || len(imp.Errors) > 0 && !opts.SkipInvalid {
+		return res, nil
+	}
+	records := make([]*Record, 0, len(imp.Rows))
+	users := make([]*User, 0, len(imp.Rows))
+	for _, row := range imp.Rows {
+		if row.Record != nil && !opts.UsersOnly {
+			records = append(records, row.Record)
+		}
+		if row.User != nil {
+			users = append(users, row.User)
+		}
+	}
+	// Keys in order make the B+tree inserts sequential.
+	slices.SortStableFunc(records, func(a, b *Record) int { return strings.Compare(a.Serial, b.Serial) })
+	slices.SortStableFunc(users, func(a, b *User) int { return strings.Compare(a.Email, b.Email) })
+	if res.Stats, err = store.Import(ctx, records, users, now); err != nil {
+		return nil, err
+	}
+	res.Written = true
+	return res, nil
 }

@@ -93,7 +93,7 @@ func (l *Lifecycle) MintLink(ctx context.Context, serial, email string, ttl time
 	var ref string
 	switch {
 	case serial != "" && email != "":
-		return nil, "", errors.New("enroll: a link is for a record or for a user, not both")
+		return nil, "", invalidf("a link is for a record or for a user, not both")
 	case serial != "":
 		s, err := NormalizeSerial(serial)
 		if err != nil {
@@ -113,7 +113,7 @@ func (l *Lifecycle) MintLink(ctx context.Context, serial, email string, ttl time
 		}
 		ref = UserRef(e)
 	default:
-		return nil, "", errors.New("enroll: give a serial number or an email")
+		return nil, "", invalidf("give a serial number or an email")
 	}
 	t, secret, err := NewToken(ctx, l.Tokens, ttl, note, ref)
 	if err != nil {

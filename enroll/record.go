@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/mail"
@@ -10,6 +11,21 @@ import (
 	"strings"
 	"time"
 )
+
+// ErrInvalid is matched (errors.Is) by the errors that refuse bad input: a
+// malformed serial number or email, an unknown platform, ownership or
+// field, a bad group name, profile or command.
+var ErrInvalid = errors.New("enroll: invalid input")
+
+// An inputError is bad input, its message written for the administrator.
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string        { return e.msg }
+func (e *inputError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &inputError{fmt.Sprintf(format, args...)}
+}
 
 // A Platform is the operating-system family of a pre-enrolled device.
 type Platform string
@@ -32,7 +48,7 @@ func ParsePlatform(s string) (Platform, error) {
 	case "android":
 		return PlatformAndroid, nil
 	}
-	return "", fmt.Errorf("unknown platform %q (want android, ios or apple)", s)
+	return "", invalidf("unknown platform %q (want android, ios or apple)", s)
 }
 
 // Ownership says who owns a device, and so what the organisation may do
@@ -57,7 +73,7 @@ func ParseOwnership(s string) (Ownership, error) {
 	case "selectuser":
 		return OwnershipSelectUser, nil
 	}
-	return "", fmt.Errorf("unknown ownership %q (want personal, corporate or selectuser)", s)
+	return "", invalidf("unknown ownership %q (want personal, corporate or selectuser)", s)
 }
 
 // A Status is where a pre-enrolled device is in its life:
@@ -204,11 +220,11 @@ type User struct {
 func NormalizeSerial(s string) (string, error) {
 	s = strings.ToUpper(strings.TrimSpace(s))
 	if s == "" || len(s) > 64 {
-		return "", fmt.Errorf("bad serial number %q (want 1 to 64 letters, digits or hyphens)", s)
+		return "", invalidf("bad serial number %q (want 1 to 64 letters, digits or hyphens)", s)
 	}
 	for _, c := range s {
 		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return "", fmt.Errorf("bad serial number %q (want letters, digits or hyphens)", s)
+			return "", invalidf("bad serial number %q (want letters, digits or hyphens)", s)
 		}
 	}
 	return s, nil
@@ -220,7 +236,7 @@ func NormalizeEmail(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
-		return "", fmt.Errorf("bad email %q", s)
+		return "", invalidf("bad email %q", s)
 	}
 	return strings.ToLower(s), nil
 }

@@ -58,6 +58,9 @@ func (s *server) createChallenge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
+	if !s.checkMint(w, r, req.For) {
+		return
+	}
 	c, secret, err := scep.NewChallenge(r.Context(), s.db.SCEP(), ttl, req.Note, req.For)
 	if err != nil {
 		s.log.Error("create challenge", "err", err)
@@ -185,6 +188,7 @@ type enrollmentResponse struct {
 	ID        string    `json:"id"`
 	URL       string    `json:"url"`
 	ExpiresAt time.Time `json:"expires_at"`
+	For       string    `json:"for,omitempty"`
 }
 
 func (s *server) createEnrollment(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +202,9 @@ func (s *server) createEnrollment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
+	if !s.checkMint(w, r, req.For) {
+		return
+	}
 	t, secret, err := enroll.NewToken(r.Context(), s.db.Enroll(), ttl, req.Note, req.For)
 	if err != nil {
 		s.log.Error("create enrollment", "err", err)
@@ -205,5 +212,22 @@ func (s *server) createEnrollment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("enrollment link created", "token_id", t.ID, "for", t.For, "expires_at", t.ExpiresAt)
-	writeJSON(w, http.StatusCreated, enrollmentResponse{ID: t.ID, URL: s.baseURL + "/enroll/" + secret, ExpiresAt: t.ExpiresAt})
+	writeJSON(w, http.StatusCreated, enrollmentResponse{ID: t.ID, URL: s.baseURL + "/enroll/" + secret, ExpiresAt: t.ExpiresAt, For: t.For})
+}
+
+// checkMint refuses, with 403, to mint a link or challenge that the
+// pre-enrolled-only restriction forbids, and reports whether it may be
+// minted.
+func (s *server) checkMint(w http.ResponseWriter, r *http.Request, mintedFor string) bool {
+	err := s.life.CheckMint(r.Context(), mintedFor)
+	switch {
+	case errors.Is(err, enroll.ErrRestricted):
+		writeError(w, http.StatusForbidden, err.Error())
+	case err != nil:
+		s.log.Error("check mint", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not read the settings")
+	default:
+		return true
+	}
+	return false
 }

@@ -204,7 +204,7 @@ func TestCommandsFromCLI(t *testing.T) {
 	}
 	dev.Poll(context.Background())
 	var shown deviceJSON
-	out, _ = cli(t, "devices", "show", "--data", dir, dev.UDID)
+	out, _ = cli(t, "devices", "show", "--data", dir, "--json", dev.UDID)
 	json.Unmarshal([]byte(out), &shown)
 	if !dev.Wiped() || shown.WipedAt.IsZero() || shown.Enabled {
 		t.Errorf("after EraseDevice: device wiped %v, record %+v", dev.Wiped(), shown)

@@ -241,6 +241,39 @@ func enrollCmd() *cobra.Command {
 	newCmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the link is valid (default 168h)")
 	newCmd.Flags().StringVar(&note, "note", "", "note stored with the link")
 	newCmd.Flags().StringVar(&mintedFor, "for", "", "id of what the link is for, recorded on the device certificate")
-	cmd.AddCommand(newCmd)
+	var serial, email string
+	urlCmd := &cobra.Command{
+		Use:   "url (--serial S | --email E)",
+		Short: "Print a one-time enrollment URL bound to a record or a user",
+		Long: `Print a one-time enrollment URL bound to a pre-enrollment record (by
+serial number) or to a user (by email, for self-enrollment of personal or
+selectuser devices). The profile it serves carries a SCEP challenge minted
+for that link, so the device's certificate, its enrollment and the record
+are linked; a device that enrols with it under another serial number (or,
+for a user's link, one of another user's records) is refused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			req := linkRequest{Serial: serial, Email: email, Note: note}
+			if ttl != 0 {
+				req.TTL = ttl.String()
+			}
+			var resp enrollmentResponse
+			if err := c.call(cmd, http.MethodPost, "/api/v1/links", req, &resp); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), resp.URL)
+			fmt.Fprintf(cmd.ErrOrStderr(), "enrollment %s for %s, valid until %s\n", resp.ID, resp.For, resp.ExpiresAt.Local().Format(time.RFC3339))
+			return nil
+		},
+	}
+	urlCmd.Flags().StringVar(&serial, "serial", "", "serial number of a pre-enrollment record")
+	urlCmd.Flags().StringVar(&email, "email", "", "email of a user")
+	urlCmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the link is valid (default 168h)")
+	urlCmd.Flags().StringVar(&note, "note", "", "note stored with the link")
+	cmd.AddCommand(newCmd, urlCmd)
 	return cmd
 }

@@ -142,6 +142,11 @@ func (s *server) enqueueCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("command queued", "command_uuid", id, "request_type", rt, "devices", len(req.Devices))
+	if rt == "EraseDevice" {
+		if err := s.life.RequestWipe(r.Context(), req.Devices, id); err != nil {
+			s.log.Error("record wipe request", "command_uuid", id, "err", err)
+		}
+	}
 	resp := commandResponse{CommandUUID: id, RequestType: rt, Devices: req.Devices}
 	if !req.NoPush {
 		resp.Pushes = s.pushDevices(r, req.Devices)

@@ -16,65 +16,128 @@ import (
 )
 
 func devicesCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "devices", Short: "Enrolled Apple devices"}
+	cmd := &cobra.Command{Use: "devices", Short: "Devices: pre-enrolled and enrolled"}
 	client := addAPIFlags(cmd)
 	var asJSON bool
+	var status, group string
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List enrolled devices and user channels",
-		Args:  cobra.NoArgs,
+		Short: "List pre-enrolled and enrolled devices (and user channels)",
+		Long: `List the inventory: every pre-enrollment record, with its device once
+it has enrolled, then enrolled devices and user channels without a record.
+--status (pre-approved, invited, enrolled, unenrolled, wipe-pending, wiped)
+and --group filter it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var resp struct {
-				Devices []deviceJSON `json:"devices"`
+			q := url.Values{}
+			if status != "" {
+				q.Set("status", status)
 			}
-			if err := c.call(cmd, http.MethodGet, "/api/v1/devices", nil, &resp); err != nil {
+			if group != "" {
+				q.Set("group", group)
+			}
+			var resp struct {
+				Devices []inventoryJSON `json:"devices"`
+			}
+			if err := c.call(cmd, http.MethodGet, "/api/v1/inventory?"+q.Encode(), nil, &resp); err != nil {
 				return err
 			}
 			if asJSON {
 				return printJSON(cmd, resp.Devices)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSERIAL\tMODEL\tOS\tSTATUS")
+			fmt.Fprintln(tw, "SERIAL\tSTATUS\tPLATFORM\tUSER\tGROUPS\tID\tMODEL\tOS")
 			for _, d := range resp.Devices {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.SerialNumber, d.Model, d.OSVersion, deviceStatus(d))
+				status := d.Status
+				if d.PreEnrolled {
+					status += " (pre-enrolled)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(d.Serial), status, orDash(string(d.Platform)),
+					orDash(d.UserEmail), orDash(strings.Join(d.Groups, ",")), orDash(d.ID), orDash(d.Model), orDash(d.OSVersion))
 			}
 			return tw.Flush()
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.Flags().StringVar(&status, "status", "", "only devices with this status")
+	list.Flags().StringVar(&group, "group", "", "only devices in this group (directly or through their user)")
+	var showJSON bool
 	show := &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one device",
+		Use:   "show SERIAL|ID",
+		Short: "Show one device by serial number or enrollment ID",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var d deviceJSON
-			if err := c.call(cmd, http.MethodGet, "/api/v1/devices/"+url.PathEscape(args[0]), nil, &d); err != nil {
+			var d inventoryJSON
+			if err := c.call(cmd, http.MethodGet, "/api/v1/inventory/"+url.PathEscape(args[0]), nil, &d); err != nil {
 				return err
 			}
-			return printJSON(cmd, d)
+			if showJSON {
+				return printJSON(cmd, d)
+			}
+			printDevice(cmd, &d)
+			return nil
 		},
 	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 	cmd.AddCommand(list, show)
 	return cmd
 }
 
-func deviceStatus(d deviceJSON) string {
-	switch {
-	case !d.WipedAt.IsZero():
-		return "wiped " + d.WipedAt.Local().Format(time.DateTime)
-	case d.Enabled:
-		return "enrolled"
-	default:
-		return "not enrolled"
+func orDash(s string) string {
+	if s == "" {
+		return "-"
 	}
+	return s
+}
+
+// printDevice shows a device as an administrator reads it. A pre-enrolled
+// device shows only what its record says.
+func printDevice(cmd *cobra.Command, d *inventoryJSON) {
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	if d.PreEnrolled {
+		fmt.Fprintln(tw, "Pre-enrolled device: it has not enrolled yet, so only its record is known.")
+	}
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	line("Serial number", d.Serial)
+	line("Status", d.Status)
+	line("Platform", string(d.Platform))
+	line("Ownership", string(d.Ownership))
+	user := d.UserEmail
+	if d.UserName != "" {
+		user = fmt.Sprintf("%s <%s>", d.UserName, d.UserEmail)
+	}
+	line("User", user)
+	line("Device name", d.DeviceName)
+	line("Groups", strings.Join(d.Groups, ", "))
+	if d.Source != "" {
+		line("Record", fmt.Sprintf("from %s, %s", d.Source, d.CreatedAt.Local().Format(time.DateTime)))
+	}
+	if !d.PreEnrolled {
+		line("Enrollment", d.ID)
+		line("Model", d.Model)
+		line("OS", d.OSVersion)
+		line("Certificate", d.CertFingerprint)
+		line("Enrollment state", deviceStatus(d.deviceJSON))
+		if !d.AuthenticatedAt.IsZero() {
+			line("Authenticated", d.AuthenticatedAt.Local().Format(time.DateTime))
+		}
+		if !d.TokenUpdateAt.IsZero() {
+			line("Token update", d.TokenUpdateAt.Local().Format(time.DateTime))
+		}
+	}
+	tw.Flush()
 }
 
 func printJSON(cmd *cobra.Command, v any) error {
@@ -303,4 +366,15 @@ func pushCertCmd() *cobra.Command {
 	upload.Flags().StringVar(&passwordFile, "password-file", "", "file holding the .p12 (or encrypted key) password")
 	cmd.AddCommand(upload)
 	return cmd
+}
+
+func deviceStatus(d deviceJSON) string {
+	switch {
+	case !d.WipedAt.IsZero():
+		return "wiped " + d.WipedAt.Local().Format(time.DateTime)
+	case d.Enabled:
+		return "enrolled"
+	default:
+		return "not enrolled"
+	}
 }

@@ -35,7 +35,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), challengeCmd(), certsCmd(), enrollCmd(), devicesCmd(), enqueueCmd(), commandsCmd(), pushCmd(), pushCertCmd(), simCmd())
+	root.AddCommand(serveCmd(), challengeCmd(), certsCmd(), enrollCmd(), devicesCmd(), enqueueCmd(), commandsCmd(), pushCmd(), pushCertCmd(), simCmd(),
+		preenrollCmd(), usersCmd(), settingsCmd(), groupsCmd(), assignmentsCmd(), traceCmd())
 	return root.ExecuteContext(ctx)
 }
 

@@ -141,7 +141,7 @@ unless the GOGC environment variable says otherwise.`,
 				}
 				hook := mdm.NewWebhook(webhookURL, bytes.TrimSpace(secret), log)
 				defer hook.Close()
-				srv.mdm.Events = hook
+				srv.mdm.Events = eventFanout{srv.life, hook}
 			}
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()

@@ -37,6 +37,7 @@ type server struct {
 	scep    *scep.Server
 	mdm     *mdm.Service
 	profile *enroll.ProfileServer
+	life    *enroll.Lifecycle
 	apns    mdm.APNsConfig            // host and trust; the certificate comes from push
 	push    atomic.Pointer[pushState] // replaced when a push certificate is uploaded
 	log     *slog.Logger
@@ -96,12 +97,48 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 		Topic:  func() string { return s.push.Load().topic },
 		Logger: log,
 	}
+	s.life = &enroll.Lifecycle{
+		Records: db.Records(), Assignments: db.Assignments(), Settings: db.Settings(),
+		Tokens: db.Enroll(), Certs: certs, MDM: db.MDM(),
+		SignerCert: data.profile, SignerKey: data.profileKey, Chain: []*x509.Certificate{data.ca.Cert},
+		Push: s.pushLater, Logger: log,
+	}
+	s.mdm.Admit = s.life.Admit
+	s.mdm.Events = s.life
 	push, err := s.loadPush()
 	if err != nil {
 		return nil, err
 	}
 	s.push.Store(push)
 	return s, nil
+}
+
+// pushLater wakes devices in the background, so that a device's own
+// request (its TokenUpdate) does not wait for APNs.
+func (s *server) pushLater(_ context.Context, ids []string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		results, err := s.push.Load().pusher.Push(ctx, ids)
+		if err != nil {
+			s.log.Warn("push interrupted", "err", err)
+			return
+		}
+		for i, res := range results {
+			if res.Err != nil {
+				s.log.Warn("push failed", "enrollment", ids[i], "err", res.Err)
+			}
+		}
+	}()
+}
+
+// eventFanout gives each event to several handlers in turn.
+type eventFanout []mdm.EventHandler
+
+func (f eventFanout) HandleEvent(ctx context.Context, e *mdm.Event) {
+	for _, h := range f {
+		h.HandleEvent(ctx, e)
+	}
 }
 
 func (s *server) handler() http.Handler {
@@ -126,6 +163,19 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("GET /api/v1/certs", s.listCerts)
 	api.HandleFunc("GET /api/v1/certs/{fingerprint}", s.getCert)
 	api.HandleFunc("POST /api/v1/certs/{fingerprint}/revoke", s.revokeCert)
+	api.HandleFunc("POST /api/v1/records/import", s.importCSV(false))
+	api.HandleFunc("POST /api/v1/users/import", s.importCSV(true))
+	api.HandleFunc("GET /api/v1/inventory", s.listInventory)
+	api.HandleFunc("GET /api/v1/inventory/{key}", s.getInventory)
+	api.HandleFunc("GET /api/v1/settings", s.getSettings)
+	api.HandleFunc("PATCH /api/v1/settings", s.putSettings)
+	api.HandleFunc("POST /api/v1/links", s.createLink)
+	api.HandleFunc("GET /api/v1/groups", s.listGroups)
+	api.HandleFunc("POST /api/v1/groups/{group}/members", s.addMembers)
+	api.HandleFunc("POST /api/v1/assignments", s.createAssignment)
+	api.HandleFunc("GET /api/v1/assignments", s.listAssignments)
+	api.HandleFunc("DELETE /api/v1/assignments/{id}", s.deleteAssignment)
+	api.HandleFunc("GET /api/v1/trace/{key}", s.getTrace)
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -187,7 +237,7 @@ func (s *server) requireToken(h http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="custody", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "invalid admin token")
 		default:
-			r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+			r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r.URL.Path))
 			h.ServeHTTP(w, r)
 		}
 	})
