@@ -351,3 +351,23 @@ func Import(ctx context.Context, store RecordStore, r io.Reader, opts ImportOpti
 	res.Written = true
 	return res, nil
 }
+
+// WriteSampleCSV writes a sample import file: the header of every field and
+// n example rows with distinct serial numbers and users
+// (SN00000001 for user00001@example.com, ...), platforms and ownerships in
+// turn.
+func WriteSampleCSV(w io.Writer, n int) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"Name", "Email", "Mobile", "Ownership", "SerialNumber", "Platform", "Device Name", "Groups"})
+	owners := []Ownership{OwnershipCorporate, OwnershipPersonal, OwnershipSelectUser}
+	platforms := []string{"ios", "apple", "android"}
+	for i := 1; i <= n; i++ {
+		cw.Write([]string{
+			fmt.Sprintf("User %05d", i), fmt.Sprintf("user%05d@example.com", i), fmt.Sprintf("+1 555 %07d", i),
+			string(owners[i%len(owners)]), fmt.Sprintf("SN%08d", i), platforms[i%len(platforms)],
+			fmt.Sprintf("Device %d", i), "",
+		})
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -181,7 +181,20 @@ func printImport(cmd *cobra.Command, res *enroll.ImportResult, dryRun bool) {
 func preenrollCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "preenroll", Short: "Pre-enroll devices by serial number"}
 	client := addAPIFlags(cmd)
-	cmd.AddCommand(importCmd(client, false))
+	var rows int
+	sample := &cobra.Command{
+		Use:   "sample",
+		Short: "Print a sample CSV file to fill in",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rows < 0 || rows > 10_000_000 {
+				return fmt.Errorf("--rows %d: want 0 to 10000000", rows)
+			}
+			return enroll.WriteSampleCSV(cmd.OutOrStdout(), rows)
+		},
+	}
+	sample.Flags().IntVar(&rows, "rows", 3, "example rows")
+	cmd.AddCommand(importCmd(client, false), sample)
 	return cmd
 }
 

@@ -28,6 +28,9 @@ type EnrollOptions struct {
 	RequireSigned bool
 	// Observe is given to the enrolled device (see Device.Observe).
 	Observe func(kind string, took time.Duration, err error)
+	// SerialNumber and UDID, when set, are the device's; random ones
+	// otherwise.
+	SerialNumber, UDID string
 }
 
 // profile is the part of an enrollment .mobileconfig a device acts on.
@@ -127,6 +130,12 @@ func Enroll(ctx context.Context, profileURL string, opts EnrollOptions) (*Device
 	d := NewDevice(cert, key)
 	d.ServerURL, d.CheckInURL, d.Topic, d.HTTPClient = mdmPayload.ServerURL, mdmPayload.CheckInURL, mdmPayload.Topic, hc
 	d.Observe = opts.Observe
+	if opts.SerialNumber != "" {
+		d.SerialNumber = opts.SerialNumber
+	}
+	if opts.UDID != "" {
+		d.UDID = opts.UDID
+	}
 	if err := d.Authenticate(ctx); err != nil {
 		return nil, fmt.Errorf("mdmtest: Authenticate: %w", err)
 	}
