@@ -321,6 +321,11 @@ type ImportResult struct {
 // written only with SkipInvalid, and then without its bad rows. It returns
 // an error wrapping ErrCSVHeader when the header is unusable.
 func Import(ctx context.Context, store RecordStore, r io.Reader, opts ImportOptions, now time.Time) (*ImportResult, error) {
+	for _, g := range opts.Groups {
+		if err := checkGroup(g); err != nil {
+			return nil, err
+		}
+	}
 	imp, err := ReadCSV(r, opts.CSVOptions)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/scep"
 )
 
@@ -187,6 +188,34 @@ func TestAdminAPIRefusals(t *testing.T) {
 		{"unknown cert", "GET", "/api/v1/certs/" + strings.Repeat("ab", 32), "good", "", 404, "no certificate"},
 		{"revoke unknown", "POST", "/api/v1/certs/" + strings.Repeat("ab", 32) + "/revoke", "good", "", 404, "no certificate"},
 		{"unknown endpoint", "GET", "/api/v1/nothing", "good", "", 404, "no API endpoint"},
+		{"import: empty file", "POST", "/api/v1/records/import", "good", "", 400, "the file is empty"},
+		{"import: missing column", "POST", "/api/v1/records/import", "good", "name,email\n", 400, "serial"},
+		{"import: bad map", "POST", "/api/v1/records/import?map=nocolumn", "good", "", 400, "COLUMN=FIELD"},
+		{"import: map to unknown field", "POST", "/api/v1/records/import?map=Tag=colour", "good", "", 400, "unknown field"},
+		{"import: bad dry_run", "POST", "/api/v1/records/import?dry_run=maybe", "good", "", 400, "dry_run"},
+		{"import: bad group", "POST", "/api/v1/records/import?group=a%3Bb", "good", "", 400, "group"},
+		{"import: bad rows", "POST", "/api/v1/records/import", "good", "name,email,ownership,serial,platform\nA,a@b,corporate,S1,ios\n", 422, ""},
+		{"users import: bad rows", "POST", "/api/v1/users/import", "good", "name,email,ownership\nA,a@b.c,leased\n", 422, ""},
+		{"inventory: bad status", "GET", "/api/v1/inventory?status=lost", "good", "", 400, "unknown status"},
+		{"inventory: unknown", "GET", "/api/v1/inventory/NOPE", "good", "", 404, "no device or record"},
+		{"settings: unknown", "PATCH", "/api/v1/settings", "good", `{"colour":"red"}`, 400, "unknown setting"},
+		{"settings: bad value", "PATCH", "/api/v1/settings", "good", `{"enrollment.preenrolled-only":"maybe"}`, 400, "not a boolean"},
+		{"settings: not json", "PATCH", "/api/v1/settings", "good", `[1]`, 400, "request body"},
+		{"link: neither", "POST", "/api/v1/links", "good", `{}`, 400, "serial number or an email"},
+		{"link: both", "POST", "/api/v1/links", "good", `{"serial":"A1","email":"a@b.c"}`, 400, "not both"},
+		{"link: bad serial", "POST", "/api/v1/links", "good", `{"serial":"A 1!"}`, 400, "bad serial"},
+		{"link: unknown serial", "POST", "/api/v1/links", "good", `{"serial":"A1"}`, 404, "no record"},
+		{"members: none", "POST", "/api/v1/groups/g/members", "good", `{}`, 400, "serials or emails"},
+		{"members: unknown", "POST", "/api/v1/groups/g/members", "good", `{"serials":["A1"]}`, 404, "A1"},
+		{"members: bad email", "POST", "/api/v1/groups/g/members", "good", `{"emails":["nobody"]}`, 400, "bad email"},
+		{"members: bad group", "POST", "/api/v1/groups/a;b/members", "good", `{"serials":["A1"]}`, 400, "bad group name"},
+		{"assignment: nothing", "POST", "/api/v1/assignments", "good", `{"group":"g"}`, 400, "give a profile"},
+		{"assignment: not a profile", "POST", "/api/v1/assignments", "good", `{"group":"g","profile":"aGVsbG8="}`, 400, "neither a plist"},
+		{"assignment: no group", "POST", "/api/v1/assignments", "good", `{"request_type":"DeviceLock"}`, 400, "bad group name"},
+		{"assignment: both", "POST", "/api/v1/assignments", "good", `{"group":"g","profile":"aGVsbG8=","request_type":"DeviceLock"}`, 400, "not both"},
+		{"assignment: bad key", "POST", "/api/v1/assignments", "good", `{"group":"g","request_type":"DeviceLock","keys":{"Colour":1}}`, 400, "Colour"},
+		{"assignment: delete unknown", "DELETE", "/api/v1/assignments/nope", "good", "", 404, "nope"},
+		{"trace: unknown", "GET", "/api/v1/trace/NOPE", "good", "", 404, "no record or device"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, url+tc.path, strings.NewReader(tc.body))
@@ -201,6 +230,14 @@ func TestAdminAPIRefusals(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			var e apiError
+			if tc.code == http.StatusUnprocessableEntity {
+				var res enroll.ImportResult
+				json.NewDecoder(resp.Body).Decode(&res)
+				if resp.StatusCode != tc.code || res.Written || len(res.Errors) != 1 || res.Errors[0].Line != 2 {
+					t.Errorf("%s %s = %d %+v, want 422 naming line 2", tc.method, tc.path, resp.StatusCode, res)
+				}
+				return
+			}
 			json.NewDecoder(resp.Body).Decode(&e)
 			if resp.StatusCode != tc.code || !strings.Contains(e.Error, tc.errPart) {
 				t.Errorf("%s %s = %d %q, want %d containing %q", tc.method, tc.path, resp.StatusCode, e.Error, tc.code, tc.errPart)

@@ -55,13 +55,7 @@ func (s *server) importCSV(usersOnly bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		for _, g := range q["group"] {
-			if strings.TrimSpace(g) == "" || strings.Contains(g, ";") || len(g) > 128 {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("group: bad group name %q", g))
-				return
-			}
-			opts.Groups = append(opts.Groups, strings.TrimSpace(g))
-		}
+		opts.Groups = q["group"]
 		for _, m := range q["map"] {
 			col, name, ok := strings.Cut(m, "=")
 			if !ok || strings.TrimSpace(col) == "" {
