@@ -28,6 +28,14 @@ type Options struct {
 	LockTimeout time.Duration
 }
 
+// initialMmapSize is the address space mapped for the file from the start
+// (it costs no memory until used). bbolt remaps when the file outgrows its
+// mapping, and a remap inside a write transaction copies every node the
+// transaction has touched to the heap: for a large import, most of its
+// time. (With a mapping larger than its growth step, bbolt extends the file
+// 16 MiB past its data on the first growth; the extension is sparse.)
+const initialMmapSize = 1 << 30
+
 // Open opens (creating if needed) the database file at path.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.LockTimeout == 0 {
@@ -42,6 +50,7 @@ func Open(path string, opts Options) (*DB, error) {
 	// the pages in use.
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: opts.LockTimeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType,
+		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
