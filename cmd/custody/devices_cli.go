@@ -52,12 +52,12 @@ and --group filter it.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERIAL\tSTATUS\tPLATFORM\tUSER\tGROUPS\tID\tMODEL\tOS")
 			for _, d := range resp.Devices {
-				status := d.Status
+				id := orDash(d.ID)
 				if d.PreEnrolled {
-					status += " (pre-enrolled)"
+					id = "(pre-enrolled)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(d.Serial), status, orDash(string(d.Platform)),
-					orDash(d.UserEmail), orDash(strings.Join(d.Groups, ",")), orDash(d.ID), orDash(d.Model), orDash(d.OSVersion))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(d.Serial), d.Status, orDash(string(d.Platform)),
+					orDash(d.UserEmail), orDash(strings.Join(d.Groups, ",")), id, orDash(d.Model), orDash(d.OSVersion))
 			}
 			return tw.Flush()
 		},
