@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -343,5 +344,53 @@ func TestDeclarativeManagement(t *testing.T) {
 	m := <-h.got
 	if m.Endpoint != "status" || string(m.Data) != `{"StatusItems":{}}` || !strings.Contains(string(out), d.UDID) {
 		t.Errorf("handler got %+v, device got %s", m, out)
+	}
+}
+
+// Service.Admit sees every Authenticate before anything is stored: a
+// refusal is a 403 and leaves no enrollment and no binding, and any other
+// error is a 500.
+func TestAdmit(t *testing.T) {
+	s := newServer(t)
+	var seen []string
+	s.svc.Admit = func(_ context.Context, m *mdm.Authenticate, fp string) error {
+		seen = append(seen, m.SerialNumber)
+		switch m.SerialNumber {
+		case "REFUSED":
+			return fmt.Errorf("%w: serial number REFUSED is not pre-enrolled", mdm.ErrNotAdmitted)
+		case "BROKEN":
+			return errors.New("database unavailable")
+		}
+		if len(fp) != 64 {
+			t.Errorf("Admit got fingerprint %q", fp)
+		}
+		return nil
+	}
+	ctx := context.Background()
+	for serial, code := range map[string]int{"REFUSED": http.StatusForbidden, "BROKEN": http.StatusInternalServerError} {
+		d := s.device(t)
+		d.SerialNumber = serial
+		err := d.Authenticate(ctx)
+		var he *mdmtest.HTTPError
+		if !errors.As(err, &he) || he.StatusCode != code {
+			t.Errorf("%s: Authenticate = %v, want %d", serial, err, code)
+		}
+		if _, err := s.store.Enrollment(ctx, d.UDID); !errors.Is(err, mdm.ErrNotFound) {
+			t.Errorf("%s: a refused device has an enrollment (%v)", serial, err)
+		}
+		if _, err := s.store.EnrollmentForCert(ctx, mdm.CertFingerprint(d.Cert)); !errors.Is(err, mdm.ErrNotFound) {
+			t.Errorf("%s: a refused device's certificate is bound (%v)", serial, err)
+		}
+	}
+	d := s.device(t)
+	d.SerialNumber = "WELCOME"
+	if err := d.Authenticate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.TokenUpdate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 || seen[2] != "WELCOME" {
+		t.Errorf("Admit saw %v, want one call per Authenticate", seen)
 	}
 }

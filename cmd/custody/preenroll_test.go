@@ -275,6 +275,25 @@ func TestPreEnrollmentImportAndAssignments(t *testing.T) {
 		t.Errorf("SN00000005, outside the group, got %d commands", n)
 	}
 
+	// A command assigned to the group reaches its enrolled members.
+	devs["SN00000003"] = d3
+	if _, err := cli(t, "assignments", "add", "--data", dir, "ring-a", "--type", "DeviceInformation", "--param", "Queries=SerialNumber"); err != nil {
+		t.Fatal(err)
+	}
+	for sn, d := range devs {
+		done, err := d.Poll(context.Background())
+		if err != nil || len(done) != 1 || done[0].Command.RequestType() != "DeviceInformation" {
+			t.Errorf("%s after the command assignment: %d commands, %v", sn, len(done), err)
+		}
+	}
+	if n := poll(t, d5); n != 0 {
+		t.Errorf("SN00000005, outside the group, got %d commands", n)
+	}
+	out, err = cli(t, "assignments", "list", "--data", dir, "--group", "ring-a")
+	if err != nil || strings.Count(out, "ring-a") != 3 || !strings.Contains(out, "com.example.vpn") || !strings.Contains(out, "DeviceInformation") {
+		t.Errorf("assignments list: %v\n%s", err, out)
+	}
+
 	if n := len(inventory(t, dir, "--status", "enrolled")); n != 5 {
 		t.Errorf("--status enrolled: %d devices, want 5", n)
 	}
@@ -399,9 +418,19 @@ func TestPreEnrolledOnly(t *testing.T) {
 	if !strings.Contains(trace, "refused") || !strings.Contains(trace, "reports serial number SN00000002") {
 		t.Errorf("trace of record 1 lacks the refusal:\n%s", trace)
 	}
-	// Record 2's own link works.
-	if _, err := enrollSerial(t, dir, recordURL(t, dir, "SN00000002"), "SN00000002"); err != nil {
-		t.Errorf("record 2's link with serial 2: %v", err)
+	// Record 2's own link works; CheckOut later unenrols it.
+	d2, err := enrollSerial(t, dir, recordURL(t, dir, "SN00000002"), "SN00000002")
+	if err != nil {
+		t.Fatalf("record 2's link with serial 2: %v", err)
+	}
+	if err := d2.CheckOut(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var row inventoryJSON
+	out, _ := cli(t, "devices", "show", "--data", dir, "SN00000002", "--json")
+	json.Unmarshal([]byte(out), &row)
+	if row.Status != "unenrolled" || row.Enabled {
+		t.Errorf("record 2 after CheckOut: %+v", row)
 	}
 	if n := len(inventory(t, dir)); n != 3 {
 		t.Errorf("%d inventory rows, want the 3 records", n)
@@ -418,8 +447,8 @@ func TestPreEnrolledOnly(t *testing.T) {
 	if _, err := enrollSerial(t, dir, url, "UNKNOWN02"); err != nil {
 		t.Fatalf("unknown serial with the restriction off: %v", err)
 	}
-	var row inventoryJSON
-	out, _ := cli(t, "devices", "show", "--data", dir, "UNKNOWN02", "--json")
+	row = inventoryJSON{}
+	out, _ = cli(t, "devices", "show", "--data", dir, "UNKNOWN02", "--json")
 	json.Unmarshal([]byte(out), &row)
 	if row.Serial != "UNKNOWN02" || row.Status != "enrolled" || row.Source != "enrollment" || row.ID == "" || row.PreEnrolled {
 		t.Errorf("record of an unknown device: %+v", row)
@@ -521,5 +550,25 @@ func TestTraceEnrolledThenWiped(t *testing.T) {
 	}
 	if _, err := cli(t, "trace", "--data", dir, "NOSUCH"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("trace of an unknown device: %v", err)
+	}
+
+	// The wiped device is set up again with a new link: a new chain, and
+	// its group's profile installed again.
+	again, err := enrollSerial(t, dir, recordURL(t, dir, "SN00000001"), "SN00000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := poll(t, again); n != 1 || len(again.Profiles()) != 1 {
+		t.Errorf("re-enrolled device got %d commands, want its profile again", n)
+	}
+	out, _ = cli(t, "trace", "--data", dir, "SN00000001", "--json")
+	var tr2 enroll.Trace
+	json.Unmarshal([]byte(out), &tr2)
+	if tr2.Record.Status != enroll.StatusEnrolled || tr2.Token.ID == tr.Token.ID || tr2.Certs[0].Fingerprint == r.CertFingerprint ||
+		tr2.Certs[0].Revoked() || tr2.Enrollment == nil || !tr2.Enrollment.Enabled {
+		t.Errorf("trace after re-enrollment: %+v", tr2)
+	}
+	if last := tr2.Record.History[len(tr2.Record.History)-1]; last.Step != enroll.StepAssigned {
+		t.Errorf("last history event after re-enrollment: %+v", last)
 	}
 }
