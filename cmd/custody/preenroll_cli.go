@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -51,7 +52,7 @@ func (c *apiClient) upload(cmd *cobra.Command, path, contentType string, body io
 	if err != nil {
 		return resp.StatusCode, err
 	}
-	if resp.StatusCode >= 300 && !contains(accept, resp.StatusCode) {
+	if resp.StatusCode >= 300 && !slices.Contains(accept, resp.StatusCode) {
 		var e apiError
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			return resp.StatusCode, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
@@ -59,15 +60,6 @@ func (c *apiClient) upload(cmd *cobra.Command, path, contentType string, body io
 		return resp.StatusCode, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
 	}
 	return resp.StatusCode, json.Unmarshal(data, out)
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // importCmd is `custody preenroll import` and `custody users import`.

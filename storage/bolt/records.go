@@ -86,7 +86,7 @@ func upsert[T any](b *bbolt.Bucket, key string, imported *T, now time.Time,
 // Record implements enroll.RecordStore.
 func (s *RecordStore) Record(ctx context.Context, serial string) (*enroll.Record, error) {
 	var r enroll.Record
-	if err := s.get(ctx, bucketRecords, serial, &r); err != nil {
+	if err := get(ctx, s.db, bucketRecords, serial, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -95,17 +95,18 @@ func (s *RecordStore) Record(ctx context.Context, serial string) (*enroll.Record
 // User implements enroll.RecordStore.
 func (s *RecordStore) User(ctx context.Context, email string) (*enroll.User, error) {
 	var u enroll.User
-	if err := s.get(ctx, bucketUsers, email, &u); err != nil {
+	if err := get(ctx, s.db, bucketUsers, email, &u); err != nil {
 		return nil, err
 	}
 	return &u, nil
 }
 
-func (s *RecordStore) get(ctx context.Context, bucket []byte, key string, v any) error {
+// get decodes the value at key into v, or returns enroll.ErrNotFound.
+func get(ctx context.Context, db *bbolt.DB, bucket []byte, key string, v any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return db.View(func(tx *bbolt.Tx) error {
 		ok, err := getJSON(tx.Bucket(bucket), []byte(key), v)
 		if err == nil && !ok {
 			err = fmt.Errorf("%w: %s", enroll.ErrNotFound, key)
@@ -209,7 +210,7 @@ func (s *AssignmentStore) PutAssignment(ctx context.Context, a *enroll.Assignmen
 // Assignment implements enroll.AssignmentStore.
 func (s *AssignmentStore) Assignment(ctx context.Context, id string) (*enroll.Assignment, error) {
 	var a enroll.Assignment
-	if err := (&RecordStore{db: s.db}).get(ctx, bucketAssignments, id, &a); err != nil {
+	if err := get(ctx, s.db, bucketAssignments, id, &a); err != nil {
 		return nil, err
 	}
 	return &a, nil
