@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"sync"
@@ -45,9 +46,18 @@ type Lifecycle struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	// applyMu serialises queueing assignments, so that two TokenUpdates
-	// of one device racing cannot queue an assignment twice.
-	applyMu sync.Mutex
+	// applyMu serialises queueing assignments per record (striped by
+	// serial number), so that two TokenUpdates of one device racing cannot
+	// queue an assignment twice while different devices proceed at once.
+	applyMu [64]sync.Mutex
+}
+
+func (l *Lifecycle) lockRecord(serial string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(serial))
+	mu := &l.applyMu[h.Sum32()%uint32(len(l.applyMu))]
+	mu.Lock()
+	return mu.Unlock
 }
 
 func (l *Lifecycle) log() *slog.Logger {
@@ -393,8 +403,7 @@ var commandNamespace = uuid.MustParse("9a1c2f0e-5b7d-4e38-9d61-2f4b8c0a7e13")
 // in the queue is a no-op, so a crash between the two writes at most
 // re-sends a command the device already answered.
 func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Assignment) (string, error) {
-	l.applyMu.Lock()
-	defer l.applyMu.Unlock()
+	defer l.lockRecord(serial)()
 	rec, err := l.Records.Record(ctx, serial)
 	if err != nil || rec.Status != StatusEnrolled || rec.EnrollmentID == "" {
 		return "", err
