@@ -351,6 +351,22 @@ func TestUsersImport(t *testing.T) {
 	if _, err := cli(t, "enroll", "url", "--data", dir, "--email", "nobody@example.com"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("link for an unknown user: %v", err)
 	}
+
+	// A column the automatic mapping does not know, mapped by hand.
+	odd := writeFile(t, "odd.csv", []byte("Name,Email,Ownership,Kennung,Platform\nAna Lima,ana@example.com,personal,ipad0042,iPadOS\n"))
+	if out, err := cli(t, "preenroll", "import", "--data", dir, odd); err == nil || !strings.Contains(err.Error(), "serial") {
+		t.Errorf("import without a serial column: %v\n%s", err, out)
+	}
+	out, err = cli(t, "preenroll", "import", "--data", dir, odd, "--map", "Kennung=serial")
+	if err != nil || !strings.Contains(out, `serial←"Kennung"`) || !strings.Contains(out, "records 1 created") {
+		t.Fatalf("import with --map: %v\n%s", err, out)
+	}
+	d, _ = cli(t, "devices", "show", "--data", dir, "IPAD0042", "--json")
+	row = inventoryJSON{}
+	json.Unmarshal([]byte(d), &row)
+	if row.Platform != enroll.PlatformIOS || row.UserEmail != "ana@example.com" || !row.PreEnrolled {
+		t.Errorf("mapped record: %+v", row)
+	}
 }
 
 // refused reports whether err is the server refusing the device with 403.
