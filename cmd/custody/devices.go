@@ -89,11 +89,8 @@ type commandResponse struct {
 
 func (s *server) enqueueCommand(w http.ResponseWriter, r *http.Request) {
 	var req commandRequest
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if len(req.Devices) == 0 || len(req.Devices) > 10000 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -466,11 +465,8 @@ func toAssignmentJSON(a *enroll.Assignment) assignmentJSON {
 // createAssignment serves POST /api/v1/assignments.
 func (s *server) createAssignment(w http.ResponseWriter, r *http.Request) {
 	var req assignmentRequest
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var a *enroll.Assignment

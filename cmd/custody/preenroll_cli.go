@@ -208,17 +208,21 @@ func settingsCmd() *cobra.Command {
                                 that record or its user.`,
 	}
 	client := addAPIFlags(cmd)
+	values := func(cmd *cobra.Command) (map[string]string, error) {
+		c, err := client()
+		if err != nil {
+			return nil, err
+		}
+		var values map[string]string
+		return values, c.call(cmd, http.MethodGet, "/api/v1/settings", nil, &values)
+	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List every setting",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
+			values, err := values(cmd)
 			if err != nil {
-				return err
-			}
-			var values map[string]string
-			if err := c.call(cmd, http.MethodGet, "/api/v1/settings", nil, &values); err != nil {
 				return err
 			}
 			names := make([]string, 0, len(values))
@@ -237,12 +241,8 @@ func settingsCmd() *cobra.Command {
 		Short: "Print one setting",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
+			values, err := values(cmd)
 			if err != nil {
-				return err
-			}
-			var values map[string]string
-			if err := c.call(cmd, http.MethodGet, "/api/v1/settings", nil, &values); err != nil {
 				return err
 			}
 			v, ok := values[args[0]]

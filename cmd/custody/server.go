@@ -260,9 +260,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // decodeJSON reads a request body into v, refusing unknown fields. An empty
-// body leaves v at its zero value.
+// body leaves v at its zero value. Numbers in untyped values (command keys)
+// stay json.Numbers, for normalizeJSON to tell integers from reals.
 func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	var tooBig *http.MaxBytesError
