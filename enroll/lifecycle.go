@@ -209,6 +209,10 @@ func (l *Lifecycle) Admit(ctx context.Context, m *mdm.Authenticate, fingerprint 
 		}
 	}
 	now := l.now()
+	enrollment := m.UDID
+	if enrollment == "" {
+		enrollment = m.EnrollmentID
+	}
 	var refusal string
 	_, err = l.Records.UpdateRecord(ctx, serial, func(r *Record) (*Record, error) {
 		refusal = ""
@@ -225,7 +229,7 @@ func (l *Lifecycle) Admit(ctx context.Context, m *mdm.Authenticate, fingerprint 
 				return nil, nil
 			}
 			r = r.Clone()
-			r.Log(Event{At: now, Step: StepRefused, Enrollment: m.UDID, Cert: fingerprint, Note: refusal})
+			r.Log(Event{At: now, Step: StepRefused, Enrollment: enrollment, Cert: fingerprint, Note: refusal})
 			return r, nil
 		}
 		if r == nil {
@@ -240,20 +244,20 @@ func (l *Lifecycle) Admit(ctx context.Context, m *mdm.Authenticate, fingerprint 
 		if r.UserEmail == "" && user != nil {
 			r.UserEmail, r.UserName = user.Email, user.Name
 		}
-		r.TokenID, r.CertFingerprint, r.EnrollmentID = tokenID, fingerprint, m.UDID
+		r.TokenID, r.CertFingerprint, r.EnrollmentID = tokenID, fingerprint, enrollment
 		r.Applied, r.EnrolledAt = nil, time.Time{}
 		r.UpdatedAt = now
-		r.Log(Event{At: now, Step: StepAuthenticated, Enrollment: m.UDID, Cert: fingerprint, Token: tokenID})
+		r.Log(Event{At: now, Step: StepAuthenticated, Enrollment: enrollment, Cert: fingerprint, Token: tokenID})
 		return r, nil
 	})
 	if err != nil {
 		return err
 	}
 	if refusal != "" {
-		l.log().Warn("enroll: device refused", "serial", serial, "udid", m.UDID, "cert", fingerprint, "reason", refusal)
+		l.log().Warn("enroll: device refused", "serial", serial, "enrollment", enrollment, "cert", fingerprint, "reason", refusal)
 		return fmt.Errorf("%w: %s", mdm.ErrNotAdmitted, refusal)
 	}
-	l.log().Info("enroll: device admitted", "serial", serial, "udid", m.UDID, "token_id", tokenID, "for", ref)
+	l.log().Info("enroll: device admitted", "serial", serial, "enrollment", enrollment, "token_id", tokenID, "for", ref)
 	return nil
 }
 
