@@ -24,6 +24,8 @@ import (
 	"github.com/smallstep/pkcs7"
 	smscep "github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
+
+	"github.com/custodymdm/custody/internal/cms"
 )
 
 // A Client speaks SCEP to one server. It fetches GetCACaps and GetCACert
@@ -213,7 +215,7 @@ func (c *Client) newRequest(ctx context.Context, mt smscep.MessageType, signer i
 	if !slices.Contains(caps, "AES") {
 		return nil, errors.New("scep: server does not advertise AES; refusing to use DES")
 	}
-	env, err := envelope(csr.Raw, []*x509.Certificate{recipient(caCerts)}, oidAES256CBC)
+	env, err := cms.Envelope(csr.Raw, []*x509.Certificate{recipient(caCerts)}, cms.OIDAES256CBC)
 	if err != nil {
 		return nil, err
 	}

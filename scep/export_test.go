@@ -9,17 +9,19 @@ import (
 	"github.com/smallstep/pkcs7"
 	smscep "github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
+
+	"github.com/custodymdm/custody/internal/cms"
 )
 
 // Hooks for the external tests, which craft messages a well-behaved client
 // would never send.
 
-var OIDAES256CBC = oidAES256CBC
+var OIDAES256CBC = cms.OIDAES256CBC
 
 // RequestMessage builds a PKIOperation request of any type, signed by
 // signerCert/signerKey and enveloped for recipient.
 func RequestMessage(mt smscep.MessageType, signerCert *x509.Certificate, signerKey crypto.PrivateKey, recipient *x509.Certificate, csrDER []byte, alg asn1.ObjectIdentifier) ([]byte, error) {
-	env, err := envelope(csrDER, []*x509.Certificate{recipient}, alg)
+	env, err := cms.Envelope(csrDER, []*x509.Certificate{recipient}, alg)
 	if err != nil {
 		return nil, err
 	}
@@ -41,9 +43,9 @@ func pkixName(cn string) (n pkix.Name) { n.CommonName = cn; return }
 func ParseUntrusted(raw []byte) {
 	if req, err := parseRequest(raw); err == nil {
 		req.p7.Verify()
-		contentEncryption(req.p7.Content)
+		cms.ContentEncryption(req.p7.Content)
 	}
-	contentEncryption(raw)
+	cms.ContentEncryption(raw)
 	x509.ParseCertificateRequest(raw)
 	x509util.ParseChallengePassword(raw)
 }

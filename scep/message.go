@@ -9,6 +9,8 @@ import (
 
 	"github.com/smallstep/pkcs7"
 	smscep "github.com/smallstep/scep"
+
+	"github.com/custodymdm/custody/internal/cms"
 )
 
 // SCEP signed attributes (RFC 8894 section 3.2.1). github.com/smallstep/scep
@@ -93,7 +95,7 @@ func (r reply) success(ra identity, requester *x509.Certificate, alg asn1.Object
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope(deg, []*x509.Certificate{requester}, alg)
+	env, err := cms.Envelope(deg, []*x509.Certificate{requester}, alg)
 	if err != nil {
 		return nil, err
 	}

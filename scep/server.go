@@ -19,6 +19,8 @@ import (
 	"github.com/smallstep/pkcs7"
 	smscep "github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
+
+	"github.com/custodymdm/custody/internal/cms"
 )
 
 // DefaultMaxMessageBytes caps a PKIOperation message. A PKCSReq with a
@@ -272,9 +274,9 @@ func (s *Server) handle(ctx context.Context, req *request) (*x509.Certificate, [
 	if err != nil {
 		return nil, nil, refuse(BadMessageCheck, "pkcsPKIEnvelope not decryptable by this server: %v", err)
 	}
-	req.replyAlg = oidAES128CBC
-	if alg, err := contentEncryption(req.p7.Content); err == nil && alg.Equal(oidAES256CBC) {
-		req.replyAlg = oidAES256CBC
+	req.replyAlg = cms.OIDAES128CBC
+	if alg, err := cms.ContentEncryption(req.p7.Content); err == nil && alg.Equal(cms.OIDAES256CBC) {
+		req.replyAlg = cms.OIDAES256CBC
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {

@@ -1,4 +1,8 @@
-package scep
+// Package cms builds CMS EnvelopedData (RFC 5652 section 6) with AES-CBC
+// content encryption and RSA PKCS#1 v1.5 key transport: what SCEP peers
+// (Apple devices, OpenSSL, Windows) and S/MIME readers decrypt. It exists
+// because pkcs7.Encrypt takes its algorithm from a package-level variable.
+package cms
 
 import (
 	"crypto/aes"
@@ -15,14 +19,10 @@ import (
 	"github.com/smallstep/pkcs7"
 )
 
-// This file builds CMS EnvelopedData (RFC 5652 section 6) with AES-CBC
-// content encryption and RSA PKCS#1 v1.5 key transport, which is what SCEP
-// peers (Apple devices, OpenSSL, Windows) decrypt. It exists because
-// pkcs7.Encrypt takes its algorithm from a package-level variable.
-
+// Content encryption algorithms.
 var (
-	oidAES128CBC = pkcs7.OIDEncryptionAlgorithmAES128CBC
-	oidAES256CBC = pkcs7.OIDEncryptionAlgorithmAES256CBC
+	OIDAES128CBC = pkcs7.OIDEncryptionAlgorithmAES128CBC
+	OIDAES256CBC = pkcs7.OIDEncryptionAlgorithmAES256CBC
 )
 
 type contentInfo struct {
@@ -54,20 +54,21 @@ type encryptedContentInfo struct {
 	EncryptedContent           []byte `asn1:"optional,tag:0"`
 }
 
-// envelope encrypts content for each recipient with a fresh AES key of the
-// size alg names (AES-128-CBC or AES-256-CBC).
-func envelope(content []byte, recipients []*x509.Certificate, alg asn1.ObjectIdentifier) ([]byte, error) {
+// Envelope encrypts content for each recipient with a fresh AES key of the
+// size alg names (OIDAES128CBC or OIDAES256CBC) and returns the DER
+// ContentInfo.
+func Envelope(content []byte, recipients []*x509.Certificate, alg asn1.ObjectIdentifier) ([]byte, error) {
 	var keyLen int
 	switch {
-	case alg.Equal(oidAES128CBC):
+	case alg.Equal(OIDAES128CBC):
 		keyLen = 16
-	case alg.Equal(oidAES256CBC):
+	case alg.Equal(OIDAES256CBC):
 		keyLen = 32
 	default:
-		return nil, fmt.Errorf("scep: unsupported content encryption %v", alg)
+		return nil, fmt.Errorf("cms: unsupported content encryption %v", alg)
 	}
 	if len(recipients) == 0 {
-		return nil, errors.New("scep: envelope has no recipients")
+		return nil, errors.New("cms: envelope has no recipients")
 	}
 	key := make([]byte, keyLen)
 	iv := make([]byte, aes.BlockSize)
@@ -107,7 +108,7 @@ func envelope(content []byte, recipients []*x509.Certificate, alg asn1.ObjectIde
 	for _, r := range recipients {
 		pub, ok := r.PublicKey.(*rsa.PublicKey)
 		if !ok {
-			return nil, fmt.Errorf("scep: recipient %q has a %T key; SCEP key transport needs RSA", r.Subject, r.PublicKey)
+			return nil, fmt.Errorf("cms: recipient %q has a %T key; key transport needs RSA", r.Subject, r.PublicKey)
 		}
 		ek, err := rsa.EncryptPKCS1v15(rand.Reader, pub, key)
 		if err != nil {
@@ -137,9 +138,9 @@ func envelope(content []byte, recipients []*x509.Certificate, alg asn1.ObjectIde
 	})
 }
 
-// contentEncryption returns the content-encryption algorithm of a DER
+// ContentEncryption returns the content-encryption algorithm of a DER
 // EnvelopedData ContentInfo, so a reply can use what the request used.
-func contentEncryption(der []byte) (asn1.ObjectIdentifier, error) {
+func ContentEncryption(der []byte) (asn1.ObjectIdentifier, error) {
 	var ci contentInfo
 	if _, err := asn1.Unmarshal(der, &ci); err != nil {
 		return nil, err
