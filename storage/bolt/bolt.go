@@ -86,7 +86,7 @@ var allBuckets = [][]byte{
 	bucketChallenges, bucketCerts, bucketSerials, bucketRevoked,
 	bucketEnrollments, bucketCertBinding, bucketCommands, bucketChannels,
 	bucketTokens, bucketTokenIDs, bucketRecords, bucketUsers, bucketAssignments, bucketSettings,
-	bucketChallengeIDs,
+	bucketChallengeIDs, bucketDEPTokens, bucketDEPCursors,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

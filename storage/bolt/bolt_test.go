@@ -10,6 +10,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
@@ -122,5 +123,11 @@ func TestAssignmentStore(t *testing.T) {
 	storagetest.RunAssignments(t, func(t *testing.T) (enroll.AssignmentStore, enroll.SettingsStore) {
 		db := open(t, filepath.Join(t.TempDir(), "custody.db"))
 		return db.Assignments(), db.Settings()
+	})
+}
+
+func TestDEPStore(t *testing.T) {
+	storagetest.RunDEP(t, func(t *testing.T) dep.Store {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).DEP()
 	})
 }
