@@ -59,7 +59,9 @@ func TestAssignmentsQueuedOnce(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for range 8 {
-			wg.Go(func() { l.HandleEvent(ctx, &mdm.Event{Type: "checkin", EnrollmentID: udid, MessageType: "TokenUpdate"}) })
+			wg.Go(func() {
+				l.HandleEvent(ctx, &mdm.Event{Type: "checkin", EnrollmentID: udid, MessageType: "TokenUpdate"})
+			})
 		}
 		wg.Wait()
 	}

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -73,19 +74,7 @@ func (p *ProfileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusGone, "this enrollment link has expired")
 		return
 	}
-	ttl := p.ChallengeTTL
-	if ttl <= 0 {
-		ttl = DefaultChallengeTTL
-	}
-	ch, challenge, err := scep.NewChallenge(ctx, p.Challenges, ttl, "enrollment profile", t.ID)
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	// Consuming is the atomic step: of two requests racing with one token,
-	// one gets a profile. The loser's challenge is never revealed and
-	// expires unused.
-	t, err = p.Tokens.ConsumeToken(ctx, hash, now, ch.ID)
+	profile, ch, err := p.issue(ctx, t, hash, now)
 	switch {
 	case errors.Is(err, ErrTokenUsed), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrNotFound):
 		p.refuse(w, r, http.StatusGone, "this enrollment link has already been used")
@@ -93,6 +82,33 @@ func (p *ProfileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		p.fail(w, err)
 		return
+	}
+	p.log().Info("enroll: profile served", "token_id", t.ID, "challenge_id", ch.ID, "for", t.For, "remote", r.RemoteAddr)
+	writeProfile(w, profile)
+}
+
+func writeProfile(w http.ResponseWriter, profile []byte) {
+	w.Header().Set("Content-Type", "application/x-apple-aspen-config")
+	w.Header().Set("Content-Disposition", `attachment; filename="enroll.mobileconfig"`)
+	w.Write(profile)
+}
+
+// issue mints a SCEP challenge for a token, consumes the token, and
+// returns the signed profile carrying the challenge.
+func (p *ProfileServer) issue(ctx context.Context, t *Token, hash []byte, now time.Time) ([]byte, *scep.Challenge, error) {
+	ttl := p.ChallengeTTL
+	if ttl <= 0 {
+		ttl = DefaultChallengeTTL
+	}
+	ch, challenge, err := scep.NewChallenge(ctx, p.Challenges, ttl, "enrollment profile", t.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Consuming is the atomic step: of two requests racing with one token,
+	// one gets a profile. The loser's challenge is never revealed and
+	// expires unused.
+	if t, err = p.Tokens.ConsumeToken(ctx, hash, now, ch.ID); err != nil {
+		return nil, nil, err
 	}
 	cfg := p.Profile
 	cfg.Challenge = challenge
@@ -104,14 +120,7 @@ func (p *ProfileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		profile, err = SignProfile(profile, p.SignerCert, p.SignerKey, p.Chain...)
 	}
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	p.log().Info("enroll: profile served", "token_id", t.ID, "challenge_id", ch.ID, "for", t.For, "remote", r.RemoteAddr)
-	w.Header().Set("Content-Type", "application/x-apple-aspen-config")
-	w.Header().Set("Content-Disposition", `attachment; filename="enroll.mobileconfig"`)
-	w.Write(profile)
+	return profile, ch, err
 }
 
 func (p *ProfileServer) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {

@@ -282,11 +282,41 @@ func (l *Lifecycle) refuse(ctx context.Context, serial string, m *mdm.Authentica
 }
 
 func platformOf(m *mdm.Authenticate) Platform {
-	p := strings.ToLower(m.ProductName + " " + m.Model)
-	if strings.Contains(p, "mac") {
+	return platformOfProduct(m.ProductName + " " + m.Model)
+}
+
+// platformOfProduct tells macOS from iOS by a product name (iPhone15,2,
+// Mac14,2, MacBookPro18,1...).
+func platformOfProduct(product string) Platform {
+	if strings.Contains(strings.ToLower(product), "mac") {
 		return PlatformMacOS
 	}
 	return PlatformIOS
+}
+
+// Reset returns a record to pre-approved and forgets its links, so that
+// its device may enrol again (a replayed ADE MachineInfo is refused while
+// the record is enrolled). Its history is kept.
+func (l *Lifecycle) Reset(ctx context.Context, serial string) (*Record, error) {
+	serial, err := NormalizeSerial(serial)
+	if err != nil {
+		return nil, err
+	}
+	r, err := l.Records.UpdateRecord(ctx, serial, func(r *Record) (*Record, error) {
+		if r == nil {
+			return nil, nil
+		}
+		r = r.Clone()
+		now := l.now()
+		r.Log(Event{At: now, Step: StepReset, Enrollment: r.EnrollmentID, Note: "was " + string(r.Status)})
+		r.Status, r.UpdatedAt = StatusPreApproved, now
+		r.TokenID, r.CertFingerprint, r.EnrollmentID, r.Applied, r.EnrolledAt = "", "", "", nil, time.Time{}
+		return r, nil
+	})
+	if err == nil && r == nil {
+		err = fmt.Errorf("%w: record %s", ErrNotFound, serial)
+	}
+	return r, err
 }
 
 // HandleEvent records what devices do: the first TokenUpdate after

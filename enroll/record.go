@@ -94,6 +94,7 @@ const (
 const (
 	SourceCSV        = "csv"
 	SourceEnrollment = "enrollment" // an unknown device enrolled while the restriction was off
+	SourceADE        = "ade"        // Apple Automated Device Enrollment
 )
 
 // Refs name what an enrollment link or a challenge was minted for, in their
@@ -150,6 +151,36 @@ type Record struct {
 	Applied map[string]string `json:"applied,omitempty"`
 	// History is the record's life, oldest first, appended as it happens.
 	History []Event `json:"history,omitempty"`
+	// ADE is what Apple's device assignment service says of the device,
+	// for a device assigned to one of the organisation's ADE servers.
+	ADE *ADEDevice `json:"ade,omitempty"`
+}
+
+// An ADEDevice is a record's device as Apple Business Manager has it.
+type ADEDevice struct {
+	Token        string    `json:"token"` // the server token's name
+	Model        string    `json:"model,omitempty"`
+	Description  string    `json:"description,omitempty"`
+	Color        string    `json:"color,omitempty"`
+	AssetTag     string    `json:"asset_tag,omitempty"`
+	OS           string    `json:"os,omitempty"`
+	DeviceFamily string    `json:"device_family,omitempty"`
+	AssignedDate time.Time `json:"device_assigned_date,omitzero"`
+	// ProfileUUID and ProfileStatus are the ADE profile Apple has for the
+	// device.
+	ProfileUUID   string `json:"profile_uuid,omitempty"`
+	ProfileStatus string `json:"profile_status,omitempty"`
+	// AssignProfile, AssignResult and AssignedAt are our last request to
+	// assign a profile and Apple's answer (SUCCESS, NOT_ACCESSIBLE,
+	// FAILED).
+	AssignProfile string    `json:"assign_profile,omitempty"`
+	AssignResult  string    `json:"assign_result,omitempty"`
+	AssignedAt    time.Time `json:"assigned_at,omitzero"`
+	// DeletedAt is when a sync said the device left the server;
+	// DisownedAt when we disowned it.
+	DeletedAt  time.Time `json:"deleted_at,omitzero"`
+	DisownedAt time.Time `json:"disowned_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // A Step is a kind of Event in a record's history.
@@ -167,6 +198,11 @@ const (
 	StepWipeRequested Step = "wipe-requested" // Command: EraseDevice queued
 	StepWiped         Step = "wiped"          // Command: EraseDevice acknowledged
 	StepCertRevoked   Step = "cert-revoked"   // Cert: revoked after the wipe
+	StepADEAssigned   Step = "ade-assigned"   // Note: ADE profile and Apple's answer
+	StepADEDeleted    Step = "ade-deleted"    // Note: the token whose server the device left
+	StepADEDisowned   Step = "ade-disowned"   // disowned in Apple Business Manager
+	StepADEProfile    Step = "ade-profile"    // Token: enrollment profile served for the device's MachineInfo
+	StepReset         Step = "reset"          // Note: the status before; links forgotten
 )
 
 // An Event is one step in the life of a record, with the ids of the links
@@ -276,6 +312,10 @@ type RecordStore interface {
 	// may run more than once). UpdateRecord returns the record as stored
 	// afterwards, nil when there is none.
 	UpdateRecord(ctx context.Context, serial string, fn func(*Record) (*Record, error)) (*Record, error)
+	// UpdateRecords is UpdateRecord for several serial numbers in one
+	// transaction; fn is called once per serial with its record (nil when
+	// there is none).
+	UpdateRecords(ctx context.Context, serials []string, fn func(serial string, r *Record) (*Record, error)) error
 	// UpdateUser is UpdateRecord for users.
 	UpdateUser(ctx context.Context, email string, fn func(*User) (*User, error)) (*User, error)
 }
@@ -361,6 +401,10 @@ func (r *Record) Clone() *Record {
 	c.Groups = slices.Clone(r.Groups)
 	c.History = slices.Clone(r.History)
 	c.Applied = maps.Clone(r.Applied)
+	if r.ADE != nil {
+		ade := *r.ADE
+		c.ADE = &ade
+	}
 	return &c
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -36,8 +37,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(serveCmd(), challengeCmd(), certsCmd(), enrollCmd(), devicesCmd(), enqueueCmd(), commandsCmd(), pushCmd(), pushCertCmd(), simCmd(),
-		preenrollCmd(), usersCmd(), settingsCmd(), groupsCmd(), assignmentsCmd(), traceCmd())
+		preenrollCmd(), usersCmd(), settingsCmd(), groupsCmd(), assignmentsCmd(), traceCmd(), depCmd())
 	return root.ExecuteContext(ctx)
+}
+
+// envDuration returns the environment variable's value as a duration, or
+// def when it is unset or unreadable.
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
 }
 
 // envDefault returns the environment variable's value, or def.

@@ -186,7 +186,27 @@ func preenrollCmd() *cobra.Command {
 		},
 	}
 	sample.Flags().IntVar(&rows, "rows", 3, "example rows")
-	cmd.AddCommand(importCmd(client, false), sample)
+	reset := &cobra.Command{
+		Use:   "reset SERIAL",
+		Short: "Return a record to pre-approved so its device may enrol again",
+		Long: `Return a record to pre-approved and forget its enrollment links (token,
+certificate, enrollment), keeping its history. An enrolled record refuses a
+new ADE enrollment of its serial (a replayed MachineInfo) until it is reset.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var row inventoryJSON
+			if err := c.call(cmd, http.MethodPost, "/api/v1/records/"+url.PathEscape(args[0])+"/reset", nil, &row); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is %s\n", row.Serial, row.Status)
+			return nil
+		},
+	}
+	cmd.AddCommand(importCmd(client, false), sample, reset)
 	return cmd
 }
 

@@ -39,6 +39,7 @@ func serveCmd() *cobra.Command {
 		debugLog                                              bool
 		certValidity, apnsHost, apnsCA                        string
 		webhookURL, webhookSecretFile                         string
+		depInterval                                           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -143,6 +144,11 @@ unless the GOGC environment variable says otherwise.`,
 				defer hook.Close()
 				srv.mdm.Events = eventFanout{srv.life, hook}
 			}
+			srv.dep.interval = depInterval
+			if err := srv.dep.start(cmd.Context()); err != nil {
+				ln.Close()
+				return err
+			}
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err
@@ -176,6 +182,7 @@ unless the GOGC environment variable says otherwise.`,
 	f.StringVar(&apnsCA, "apns-ca", envDefault("CUSTODY_APNS_CA", ""), "PEM CA certificates to trust for --apns-host, besides the system's")
 	f.StringVar(&webhookURL, "webhook-url", envDefault("CUSTODY_WEBHOOK_URL", ""), "POST check-in and command-result events here")
 	f.StringVar(&webhookSecretFile, "webhook-secret-file", envDefault("CUSTODY_WEBHOOK_SECRET_FILE", ""), "file with the secret that signs webhook requests (X-Custody-Signature)")
+	f.DurationVar(&depInterval, "dep-sync-interval", envDuration("CUSTODY_DEP_SYNC_INTERVAL", 15*time.Minute), "how often ADE server tokens sync (0: only on demand)")
 	f.BoolVar(&debugLog, "debug", false, "log every request")
 	return cmd
 }

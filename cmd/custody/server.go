@@ -38,6 +38,9 @@ type server struct {
 	mdm     *mdm.Service
 	profile *enroll.ProfileServer
 	life    *enroll.Lifecycle
+	ade     *enroll.ADE
+	adeSrv  *enroll.ADEServer
+	dep     *depManager
 	apns    mdm.APNsConfig            // host and trust; the certificate comes from push
 	push    atomic.Pointer[pushState] // replaced when a push certificate is uploaded
 	log     *slog.Logger
@@ -105,6 +108,9 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 	}
 	s.mdm.Admit = s.life.Admit
 	s.mdm.Events = s.life
+	s.ade = &enroll.ADE{Records: db.Records(), Tokens: db.DEP(), Logger: log}
+	s.adeSrv = &enroll.ADEServer{Profiles: s.profile, Lifecycle: s.life, Logger: log}
+	s.dep = &depManager{s: s}
 	push, err := s.loadPush()
 	if err != nil {
 		return nil, err
@@ -149,6 +155,7 @@ func (s *server) handler() http.Handler {
 	route("/scep", "scep", s.scep)
 	route("/mdm", "mdm", s.mdm)
 	route("GET /enroll/{token}", "enroll", s.profile)
+	route("/ade/enroll", "ade", s.adeSrv)
 	route("GET /healthz", "healthz", http.HandlerFunc(s.healthz))
 	route("GET /metrics", "metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	api := http.NewServeMux()
@@ -176,6 +183,14 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("GET /api/v1/assignments", s.listAssignments)
 	api.HandleFunc("DELETE /api/v1/assignments/{id}", s.deleteAssignment)
 	api.HandleFunc("GET /api/v1/trace/{key}", s.getTrace)
+	api.HandleFunc("POST /api/v1/records/{serial}/reset", s.resetRecord)
+	api.HandleFunc("GET /api/v1/dep/keypair", s.depKeyPair)
+	api.HandleFunc("POST /api/v1/dep/tokens", s.uploadDEPToken)
+	api.HandleFunc("GET /api/v1/dep/status", s.depStatus)
+	api.HandleFunc("POST /api/v1/dep/sync", s.depSync)
+	api.HandleFunc("POST /api/v1/dep/profiles", s.depDefineProfile)
+	api.HandleFunc("POST /api/v1/dep/assign", s.depAssign)
+	api.HandleFunc("POST /api/v1/dep/disown", s.depDisown)
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})

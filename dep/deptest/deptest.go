@@ -77,6 +77,7 @@ type Account struct {
 	changes  []change // the sync log
 	profiles map[string]*dep.Profile
 	disowned map[string]bool
+	failing  map[string]bool // serials whose profile assignment answers FAILED
 }
 
 type change struct {
@@ -122,6 +123,7 @@ func (s *Server) AddAccount(name string) *Account {
 			OrgType: "edu", OrgVersion: "v2",
 		},
 		srv: s, devices: map[string]*dep.Device{}, profiles: map[string]*dep.Profile{}, disowned: map[string]bool{},
+		failing: map[string]bool{},
 	}
 	s.accounts[a.Tokens.ConsumerKey] = a
 	return a
@@ -176,6 +178,16 @@ func (a *Account) deleteLocked(serials ...string) {
 			delete(a.devices, sn)
 			a.changes = append(a.changes, change{sn, dep.OpDeleted, now})
 		}
+	}
+}
+
+// FailAssign makes profile assignments of these serials answer FAILED
+// (fail false clears it), as Apple does for a device it cannot update.
+func (a *Account) FailAssign(fail bool, serials ...string) {
+	a.srv.mu.Lock()
+	defer a.srv.mu.Unlock()
+	for _, sn := range serials {
+		a.failing[sn] = fail
 	}
 }
 
@@ -646,8 +658,12 @@ func (a *Account) assignLocked(uuid string, serials []string) map[string]string 
 	now := time.Now().UTC().Truncate(time.Second)
 	for _, sn := range serials {
 		d := a.devices[sn]
-		if d == nil {
+		switch {
+		case d == nil:
 			out[sn] = dep.ResultNotAccessible
+			continue
+		case a.failing[sn]:
+			out[sn] = dep.ResultFailed
 			continue
 		}
 		d.ProfileUUID, d.ProfileStatus, d.ProfileAssignTime = uuid, dep.ProfileAssigned, now

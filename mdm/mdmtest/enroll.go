@@ -77,6 +77,16 @@ func Enroll(ctx context.Context, profileURL string, opts EnrollOptions) (*Device
 	if resp.StatusCode != http.StatusOK {
 		return nil, &HTTPError{resp.StatusCode, string(body)}
 	}
+	return enrollProfile(ctx, body, opts)
+}
+
+// enrollProfile installs an enrollment profile: SCEP, then Authenticate and
+// TokenUpdate.
+func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Device, error) {
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
 	content, err := verifyProfile(body, opts)
 	if err != nil {
 		return nil, err

@@ -120,6 +120,35 @@ func (s *RecordStore) UpdateRecord(ctx context.Context, serial string, fn func(*
 	return update(ctx, s.writes, bucketRecords, serial, fn)
 }
 
+// UpdateRecords implements enroll.RecordStore.
+func (s *RecordStore) UpdateRecords(ctx context.Context, serials []string, fn func(string, *enroll.Record) (*enroll.Record, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.writes.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for _, serial := range serials {
+			var stored *enroll.Record
+			if v := b.Get([]byte(serial)); v != nil {
+				stored = new(enroll.Record)
+				if err := json.Unmarshal(v, stored); err != nil {
+					return fmt.Errorf("bolt: record %q: %w", serial, err)
+				}
+			}
+			next, err := fn(serial, stored)
+			if err != nil {
+				return err
+			}
+			if next != nil {
+				if err := putJSON(b, []byte(serial), next); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
 // UpdateUser implements enroll.RecordStore.
 func (s *RecordStore) UpdateUser(ctx context.Context, email string, fn func(*enroll.User) (*enroll.User, error)) (*enroll.User, error) {
 	return update(ctx, s.writes, bucketUsers, email, fn)

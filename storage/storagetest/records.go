@@ -135,6 +135,40 @@ func testRecordUpdate(t *testing.T, s enroll.RecordStore) {
 		len(r.History) != 1 || r.History[0].Step != enroll.StepAuthenticated || !r.History[0].At.Equal(t0) {
 		t.Errorf("record after updates: %+v, %v", r, err)
 	}
+	// UpdateRecords: several serials in one transaction, an error storing
+	// none of them.
+	err = s.UpdateRecords(ctx, []string{"NEW1", "NEW2", "NEW3"}, func(serial string, r *enroll.Record) (*enroll.Record, error) {
+		if serial == "NEW3" {
+			return nil, nil
+		}
+		if r == nil {
+			r = record(serial, "c@example.com")
+		} else {
+			r = r.Clone()
+		}
+		r.ADE = &enroll.ADEDevice{Token: "abm", Model: "iPad", UpdatedAt: t0}
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range []string{"NEW1", "NEW2"} {
+		if r, err := s.Record(ctx, sn); err != nil || r.ADE == nil || r.ADE.Model != "iPad" {
+			t.Errorf("%s after UpdateRecords: %+v, %v", sn, r, err)
+		}
+	}
+	if _, err := s.Record(ctx, "NEW3"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("UpdateRecords stored a record fn declined: %v", err)
+	}
+	err = s.UpdateRecords(ctx, []string{"NEW4", "NEW1"}, func(serial string, r *enroll.Record) (*enroll.Record, error) {
+		if serial == "NEW1" {
+			return nil, boom
+		}
+		return record(serial, "d@example.com"), nil
+	})
+	if _, err2 := s.Record(ctx, "NEW4"); !errors.Is(err, boom) || !errors.Is(err2, enroll.ErrNotFound) {
+		t.Errorf("a failing UpdateRecords: %v, and NEW4: %v; want nothing stored", err, err2)
+	}
 	u, err := s.UpdateUser(ctx, "b@example.com", func(u *enroll.User) (*enroll.User, error) {
 		return &enroll.User{Email: "b@example.com", Name: "B", Groups: []string{"g"}}, nil
 	})
