@@ -20,7 +20,7 @@ func depStatus(t *testing.T, dir string) depStatusJSON {
 		t.Fatal(err)
 	}
 	var st []depStatusJSON
-	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) == 0 {
 		t.Fatalf("dep status: %v\n%s", err, out)
 	}
 	return st[0]
@@ -181,5 +181,23 @@ func TestADEEndToEnd(t *testing.T) {
 	if _, err := mdmtest.EnrollADE(context.Background(), url+"/ade/enroll", mdmtest.EnrollOptions{SerialNumber: "ADE00000030"}); !refused(err) ||
 		!strings.Contains(err.Error(), "no longer assigned") {
 		t.Errorf("a device deleted from the server: %v, want 403", err)
+	}
+
+	// A second ABM server at once, its token given decrypted.
+	school := fake.AddAccount("School")
+	school.AddDevices(deptest.Devices("SCH", 3)...)
+	js, _ := json.Marshal(school.Tokens)
+	if _, err := cli(t, "dep", "token", "upload", "--data", dir, writeFile(t, "school.json", js), "--name", "school", "--base-url", fake.URL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "dep", "sync", "--data", dir); err == nil || !strings.Contains(err.Error(), "name one") {
+		t.Errorf("sync without a name among two tokens: %v", err)
+	}
+	if out, err := cli(t, "dep", "sync", "--data", dir, "--name", "school"); err != nil || !strings.Contains(out, "school: full fetch") || !strings.Contains(out, "3 fetched") {
+		t.Errorf("sync of the second token: %v\n%s", err, out)
+	}
+	out, _ = cli(t, "dep", "status", "--data", dir)
+	if !strings.Contains(out, "abm") || !strings.Contains(out, "school") || !strings.Contains(out, "School") {
+		t.Errorf("status with two tokens:\n%s", out)
 	}
 }
