@@ -332,6 +332,12 @@ func TestClientCalls(t *testing.T) {
 	if _, err := f.client.SyncDevices(ctx, "garbage", 10); !errors.Is(err, dep.ErrInvalidCursor) {
 		t.Errorf("sync with a garbage cursor: %v, want ErrInvalidCursor", err)
 	}
+	// 403 FORBIDDEN refuses the session: the client authenticates again.
+	sessions := f.fake.Calls("/session")
+	f.fake.Inject(deptest.Fault{Path: "/account", Times: 1, Status: 403, Code: dep.CodeForbidden})
+	if _, err := f.client.Account(ctx); err != nil || f.fake.Calls("/session") != sessions+1 {
+		t.Errorf("Account through a 403 FORBIDDEN: %v, %d new sessions", err, f.fake.Calls("/session")-sessions)
+	}
 	f.fake.Inject(deptest.Fault{Path: "/account", Times: 1, Status: 403, Code: dep.CodeTermsNotSigned})
 	if _, err := f.client.Account(ctx); !errors.Is(err, dep.ErrTermsNotSigned) {
 		t.Errorf("403 T_C_NOT_SIGNED: %v", err)
