@@ -396,3 +396,11 @@ func (s *Server) Token(value string) *am.EnrollmentToken {
 	}
 	return nil
 }
+
+// CompleteSignup is the administrator finishing the signup at a signup
+// URL: it returns the enterpriseToken Google passes to the callback URL.
+func (s *Server) CompleteSignup(signupURLName string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signups[signupURLName]
+}
