@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
+	am "google.golang.org/api/androidmanagement/v1"
 
 	"github.com/custodymdm/custody/mdm"
 )
@@ -22,6 +24,9 @@ type AssignmentKind string
 const (
 	AssignProfile AssignmentKind = "profile" // a .mobileconfig, installed with InstallProfile
 	AssignCommand AssignmentKind = "command" // any MDM command
+	// AssignAndroidPolicy is an Android Management API policy (its JSON):
+	// the group's Android devices are enrolled with it.
+	AssignAndroidPolicy AssignmentKind = "android-policy"
 )
 
 // An Assignment gives a group a profile or a command. Every device of the
@@ -118,6 +123,40 @@ func NewCommandAssignment(group, requestType string, keys map[string]any) (*Assi
 		return nil, invalidf("command: %v", err)
 	}
 	return &Assignment{ID: newID(), Group: group, Kind: AssignCommand, Name: requestType, Payload: payload}, nil
+}
+
+// NewAndroidPolicyAssignment checks an Android Management API policy (the
+// JSON of a Policy resource) and returns its assignment to a group.
+func NewAndroidPolicyAssignment(group string, policy []byte) (*Assignment, error) {
+	if err := checkGroup(group); err != nil {
+		return nil, err
+	}
+	var p am.Policy
+	dec := json.NewDecoder(bytes.NewReader(policy))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, invalidf("android policy: %v", err)
+	}
+	canonical, err := json.Marshal(&p)
+	if err != nil {
+		return nil, invalidf("android policy: %v", err)
+	}
+	return &Assignment{ID: newID(), Group: group, Kind: AssignAndroidPolicy, Name: AndroidPolicyID(group), Payload: canonical}, nil
+}
+
+// AndroidPolicyID is the Android Management API policy id of a group:
+// lower case, with anything but letters, digits, hyphens and underscores
+// replaced by hyphens.
+func AndroidPolicyID(group string) string {
+	var b strings.Builder
+	for _, c := range strings.ToLower(group) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	return "group-" + b.String()
 }
 
 func checkGroup(group string) error {

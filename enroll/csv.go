@@ -26,6 +26,7 @@ const (
 	FieldPlatform   Field = "platform"
 	FieldDeviceName Field = "device_name"
 	FieldGroups     Field = "groups" // several separated by ';'
+	FieldIMEI       Field = "imei"   // Android devices known by IMEI
 )
 
 // headerSynonyms maps a squashed header (see squash) to its field.
@@ -38,6 +39,7 @@ var headerSynonyms = map[string]Field{
 	"platform": FieldPlatform, "os": FieldPlatform,
 	"devicename": FieldDeviceName, "device": FieldDeviceName,
 	"group": FieldGroups, "groups": FieldGroups,
+	"imei": FieldIMEI, "imeinumber": FieldIMEI,
 }
 
 // ParseField reads a field name as --map gives it ("serial", "device_name",
@@ -46,7 +48,7 @@ func ParseField(s string) (Field, error) {
 	if f, ok := headerSynonyms[squash(s)]; ok {
 		return f, nil
 	}
-	return "", invalidf("unknown field %q (want name, email, mobile, ownership, serial, platform, device_name or groups)", s)
+	return "", invalidf("unknown field %q (want name, email, mobile, ownership, serial, platform, device_name, groups or imei)", s)
 }
 
 // What a CSV file imports, and so which columns it requires.
@@ -259,6 +261,13 @@ func readRow(fields []string, index map[Field]int, opts CSVOptions) (Row, []stri
 				reasons = append(reasons, err.Error())
 			}
 			rec.Serial = serial
+		}
+		if v := get(FieldIMEI); v != "" {
+			imei, err := NormalizeIMEI(v)
+			if err != nil {
+				reasons = append(reasons, err.Error())
+			}
+			rec.IMEI = imei
 		}
 		if v := get(FieldPlatform); v != "" {
 			p, err := ParsePlatform(v)

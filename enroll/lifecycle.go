@@ -439,8 +439,8 @@ var commandNamespace = uuid.MustParse("9a1c2f0e-5b7d-4e38-9d61-2f4b8c0a7e13")
 func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Assignment) (string, error) {
 	defer l.lockRecord(serial)()
 	rec, err := l.Records.Record(ctx, serial)
-	if err != nil || rec.Status != StatusEnrolled || rec.EnrollmentID == "" {
-		return "", err
+	if err != nil || rec.Status != StatusEnrolled || rec.EnrollmentID == "" || rec.Platform == PlatformAndroid {
+		return "", err // Android devices get their group's policy through Android
 	}
 	var user *User
 	if rec.UserEmail != "" {
@@ -451,8 +451,8 @@ func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Ass
 	type queued struct{ assignment, command string }
 	var done []queued
 	for _, a := range assignments {
-		if !rec.InGroup(a.Group, user) || rec.Applied[a.ID] != "" {
-			continue
+		if a.Kind == AssignAndroidPolicy || !rec.InGroup(a.Group, user) || rec.Applied[a.ID] != "" {
+			continue // Android policies reach devices through their enrollment token
 		}
 		id := strings.ToUpper(uuid.NewSHA1(commandNamespace, []byte(rec.EnrollmentID+"\x00"+rec.CertFingerprint+"\x00"+a.ID)).String())
 		payload, err := l.payload(a, id)

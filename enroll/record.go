@@ -131,6 +131,7 @@ type Record struct {
 	UserName   string    `json:"user_name,omitempty"`
 	Mobile     string    `json:"mobile,omitempty"`
 	DeviceName string    `json:"device_name,omitempty"`
+	IMEI       string    `json:"imei,omitempty"` // Android devices, for zero-touch and matching
 	Groups     []string  `json:"groups,omitempty"`
 	Status     Status    `json:"status"`
 	Source     string    `json:"source"`
@@ -203,6 +204,8 @@ const (
 	StepADEDisowned   Step = "ade-disowned"   // disowned in Apple Business Manager
 	StepADEProfile    Step = "ade-profile"    // Token: enrollment profile served for the device's MachineInfo
 	StepReset         Step = "reset"          // Note: the status before; links forgotten
+	StepCommand       Step = "command"        // Command: an Android command issued (Note: its type)
+	StepCommandResult Step = "command-result" // Command: an Android command finished (Note: type and result)
 )
 
 // An Event is one step in the life of a record, with the ids of the links
@@ -264,6 +267,25 @@ func NormalizeSerial(s string) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// NormalizeIMEI returns an IMEI as 14 to 16 digits, without the spaces,
+// hyphens or slashes people write in it.
+func NormalizeIMEI(s string) (string, error) {
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case c == ' ' || c == '-' || c == '/':
+		default:
+			return "", invalidf("bad IMEI %q (want 14 to 16 digits)", s)
+		}
+	}
+	if n := b.Len(); n < 14 || n > 16 {
+		return "", invalidf("bad IMEI %q (want 14 to 16 digits)", s)
+	}
+	return b.String(), nil
 }
 
 // NormalizeEmail returns a bare email address in lower case, or an error
@@ -354,6 +376,7 @@ func MergeRecord(stored, imported *Record, now time.Time) (*Record, bool) {
 	set(&r.UserName, imported.UserName)
 	set(&r.Mobile, imported.Mobile)
 	set(&r.DeviceName, imported.DeviceName)
+	set(&r.IMEI, imported.IMEI)
 	if imported.Platform != "" {
 		r.Platform = imported.Platform
 	}
