@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	dp "google.golang.org/api/androiddeviceprovisioning/v1"
 	am "google.golang.org/api/androidmanagement/v1"
 
 	"github.com/custodymdm/custody/zerotouch"
@@ -499,4 +500,61 @@ func (a *Android) Wipe(ctx context.Context, serial, reason string) error {
 		return err
 	}
 	return mark(StatusWiped, StepWiped)
+}
+
+// SourceZeroTouch marks records of devices claimed for zero-touch.
+const SourceZeroTouch = "zero-touch"
+
+// SyncZeroTouch turns the customer's zero-touch devices into records
+// (source zero-touch, corporate, android, with their IMEI), like ADE does
+// for Apple; a device already recorded gains its IMEI. It returns how many
+// devices it saw.
+func (a *Android) SyncZeroTouch(ctx context.Context, group string) (int, error) {
+	if a.Provisioning == nil {
+		return 0, errors.New("enroll: zero-touch is not configured")
+	}
+	type claimed struct{ serial, imei, model string }
+	var devices []claimed
+	err := a.Provisioning.Devices(ctx, func(d *dp.Device) bool {
+		if d.DeviceIdentifier == nil {
+			return true
+		}
+		sn, err := NormalizeSerial(d.DeviceIdentifier.SerialNumber)
+		if err != nil {
+			// Known by IMEI only: the IMEI keys its record.
+			sn = d.DeviceIdentifier.Imei
+		}
+		if sn != "" {
+			devices = append(devices, claimed{sn, d.DeviceIdentifier.Imei, d.DeviceIdentifier.Model})
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	serials := make([]string, len(devices))
+	bySerial := map[string]claimed{}
+	for i, d := range devices {
+		serials[i], bySerial[d.serial] = d.serial, d
+	}
+	now := a.Lifecycle.now()
+	err = a.Lifecycle.Records.UpdateRecords(ctx, serials, func(sn string, r *Record) (*Record, error) {
+		d := bySerial[sn]
+		if r != nil {
+			if r.IMEI != "" || d.imei == "" {
+				return nil, nil
+			}
+			r = r.Clone()
+			r.IMEI, r.UpdatedAt = d.imei, now
+			return r, nil
+		}
+		r = &Record{Serial: sn, Platform: PlatformAndroid, Ownership: OwnershipCorporate, Status: StatusPreApproved,
+			Source: SourceZeroTouch, IMEI: d.imei, DeviceName: d.model, CreatedAt: now, UpdatedAt: now,
+			History: []Event{{At: now, Step: StepCreated, Note: SourceZeroTouch}}}
+		if group != "" {
+			r.Groups = []string{group}
+		}
+		return r, nil
+	})
+	return len(devices), err
 }

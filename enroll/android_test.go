@@ -214,4 +214,13 @@ func TestAndroidLifecycle(t *testing.T) {
 	if after := len(f.record(t, "Z1").History); after != before {
 		t.Errorf("a sync rewrote a bound record's history (%d → %d events)", before, after)
 	}
+	// Claimed devices become records, like ADE's.
+	f.fake.ClaimDevice(zerotouchtest.DeviceInfo{IMEI: "352099001761481", Serial: "zt-new"})
+	if n, err := f.android.SyncZeroTouch(ctx, "zero-touch"); err != nil || n != 2 {
+		t.Fatalf("SyncZeroTouch = %d, %v", n, err)
+	}
+	if r := f.record(t, "ZT-NEW"); r.Source != enroll.SourceZeroTouch || r.IMEI != "352099001761481" || r.Platform != enroll.PlatformAndroid ||
+		r.Groups[0] != "zero-touch" || r.Status != enroll.StatusPreApproved {
+		t.Errorf("zero-touch record %+v", r)
+	}
 }
