@@ -419,7 +419,7 @@ func (a *Android) androidRecord(ctx context.Context, serial string) (*Record, er
 	if err != nil {
 		return nil, err
 	}
-	if rec.Platform != PlatformAndroid || !strings.HasPrefix(rec.EnrollmentID, "enterprises/") {
+	if !isAndroidEnrollment(rec.EnrollmentID) {
 		return nil, invalidf("%s is not an enrolled android device", s)
 	}
 	return rec, nil

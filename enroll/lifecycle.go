@@ -245,6 +245,7 @@ func (l *Lifecycle) Admit(ctx context.Context, m *mdm.Authenticate, fingerprint 
 			r.UserEmail, r.UserName = user.Email, user.Name
 		}
 		r.TokenID, r.CertFingerprint, r.EnrollmentID = tokenID, fingerprint, enrollment
+		r.Platform = platformOf(m) // what the device is, whatever the import said
 		r.Applied, r.EnrolledAt = nil, time.Time{}
 		r.UpdatedAt = now
 		r.Log(Event{At: now, Step: StepAuthenticated, Enrollment: enrollment, Cert: fingerprint, Token: tokenID})
@@ -284,6 +285,10 @@ func (l *Lifecycle) refuse(ctx context.Context, serial string, m *mdm.Authentica
 func platformOf(m *mdm.Authenticate) Platform {
 	return platformOfProduct(m.ProductName + " " + m.Model)
 }
+
+// isAndroidEnrollment reports whether an enrollment ID is an Android
+// Management API device name.
+func isAndroidEnrollment(id string) bool { return strings.HasPrefix(id, "enterprises/") }
 
 // platformOfProduct tells macOS from iOS by a product name (iPhone15,2,
 // Mac14,2, MacBookPro18,1...).
@@ -439,7 +444,7 @@ var commandNamespace = uuid.MustParse("9a1c2f0e-5b7d-4e38-9d61-2f4b8c0a7e13")
 func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Assignment) (string, error) {
 	defer l.lockRecord(serial)()
 	rec, err := l.Records.Record(ctx, serial)
-	if err != nil || rec.Status != StatusEnrolled || rec.EnrollmentID == "" || rec.Platform == PlatformAndroid {
+	if err != nil || rec.Status != StatusEnrolled || rec.EnrollmentID == "" || isAndroidEnrollment(rec.EnrollmentID) {
 		return "", err // Android devices get their group's policy through Android
 	}
 	var user *User

@@ -128,12 +128,16 @@ func recordRow(r *enroll.Record, e *mdm.Enrollment) inventoryJSON {
 	row := inventoryJSON{
 		Serial: r.Serial, Status: string(r.Status), Platform: r.Platform, Ownership: r.Ownership,
 		UserEmail: r.UserEmail, UserName: r.UserName, Groups: r.Groups, Source: r.Source, CreatedAt: r.CreatedAt,
-		PreEnrolled: e == nil || r.Status == enroll.StatusPreApproved || r.Status == enroll.StatusInvited,
+		PreEnrolled: r.EnrollmentID == "" || r.Status == enroll.StatusPreApproved || r.Status == enroll.StatusInvited,
 	}
-	if e != nil && !row.PreEnrolled {
-		row.deviceJSON = toDeviceJSON(e)
-	} else {
+	switch {
+	case row.PreEnrolled:
 		row.DeviceName = r.DeviceName
+	case e != nil:
+		row.deviceJSON = toDeviceJSON(e)
+	default: // an Android device: its enrollment is the Android Management API's
+		row.ID, row.DeviceName, row.SerialNumber = r.EnrollmentID, r.DeviceName, r.Serial
+		row.Enabled = r.Status == enroll.StatusEnrolled
 	}
 	return row
 }
