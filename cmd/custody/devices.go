@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/micromdm/plist"
 
+	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
 )
 
@@ -114,6 +115,10 @@ func (s *server) enqueueCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	if keys == nil {
 		keys = map[string]any{}
+	}
+	if a, ok := s.androidDevices(r, req.Devices); ok {
+		s.androidCommand(w, r, a, req.Devices, rt, keys)
+		return
 	}
 	cmd, err := mdm.CommandFromKeys(rt, keys)
 	if err != nil {
@@ -221,4 +226,24 @@ func (s *server) deviceCommands(w http.ResponseWriter, r *http.Request) {
 		out.Results = append(out.Results, resultJSON{res.CommandUUID, res.RequestType, res.Status, res.ReceivedAt, string(res.Raw)})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// androidDevices reports whether the devices are serial numbers of
+// enrolled Android records, and returns the Android binding.
+func (s *server) androidDevices(r *http.Request, ids []string) (*enroll.Android, bool) {
+	a, _, ok := s.androidUnchecked()
+	if !ok {
+		return nil, false
+	}
+	for _, id := range ids {
+		serial, err := enroll.NormalizeSerial(id)
+		if err != nil {
+			return nil, false
+		}
+		rec, err := s.db.Records().Record(r.Context(), serial)
+		if err != nil || !strings.HasPrefix(rec.EnrollmentID, "enterprises/") {
+			return nil, false
+		}
+	}
+	return a, true
 }

@@ -41,6 +41,7 @@ type server struct {
 	ade     *enroll.ADE
 	adeSrv  *enroll.ADEServer
 	dep     *depManager
+	android androidState
 	apns    mdm.APNsConfig            // host and trust; the certificate comes from push
 	push    atomic.Pointer[pushState] // replaced when a push certificate is uploaded
 	log     *slog.Logger
@@ -111,6 +112,13 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 	s.ade = &enroll.ADE{Records: db.Records(), Tokens: db.DEP(), Logger: log}
 	s.adeSrv = &enroll.ADEServer{Profiles: s.profile, Lifecycle: s.life, Logger: log}
 	s.dep = &depManager{s: s}
+	if cfg, err := data.loadAndroid(); err != nil {
+		return nil, err
+	} else if cfg != nil {
+		if err := s.setAndroid(cfg); err != nil {
+			return nil, fmt.Errorf("android binding: %w", err)
+		}
+	}
 	push, err := s.loadPush()
 	if err != nil {
 		return nil, err
@@ -156,6 +164,8 @@ func (s *server) handler() http.Handler {
 	route("/mdm", "mdm", s.mdm)
 	route("GET /enroll/{token}", "enroll", s.profile)
 	route("/ade/enroll", "ade", s.adeSrv)
+	route("GET /android/callback", "android", http.HandlerFunc(s.androidCallback))
+	route("/android/pubsub", "android-push", http.HandlerFunc(s.androidPush))
 	route("GET /healthz", "healthz", http.HandlerFunc(s.healthz))
 	route("GET /metrics", "metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	api := http.NewServeMux()
@@ -191,6 +201,12 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("POST /api/v1/dep/profiles", s.depDefineProfile)
 	api.HandleFunc("POST /api/v1/dep/assign", s.depAssign)
 	api.HandleFunc("POST /api/v1/dep/disown", s.depDisown)
+	api.HandleFunc("POST /api/v1/android/bind", s.androidBind)
+	api.HandleFunc("POST /api/v1/android/tokens", s.androidToken)
+	api.HandleFunc("POST /api/v1/android/sync", s.androidSync)
+	api.HandleFunc("POST /api/v1/zerotouch/configurations", s.zeroTouchConfigure)
+	api.HandleFunc("POST /api/v1/zerotouch/apply", s.zeroTouchApply)
+	api.HandleFunc("POST /api/v1/zerotouch/sync", s.zeroTouchSync)
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
