@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/api/googleapi"
@@ -66,6 +67,12 @@ func wrapError(err error, retried int) error {
 		e.Message = ge.Errors[0].Message
 	}
 	e.Status = statusOf(ge)
+	// The Android Management API has answered 500 for a resource that
+	// does not exist (a device deleted a moment ago); such an answer is
+	// read as the 404 it means.
+	if e.Code == http.StatusInternalServerError && strings.Contains(strings.ToLower(e.Message), "not found") {
+		e.Code, e.Status = http.StatusNotFound, "NOT_FOUND"
+	}
 	return e
 }
 

@@ -107,6 +107,15 @@ func TestManagementLifecycle(t *testing.T) {
 	if _, err := m.GetPolicy(ctx, "corporate"); !isStatus(err, 503, "UNAVAILABLE") {
 		t.Errorf("GetPolicy through a 503 storm: %v", err)
 	}
+	// A 500 that says "not found" is the 404 it means; another 500 is not.
+	fake.Inject(zerotouchtest.Fault{Path: "/devices/", Times: 1, Status: 500, Message: "Device not found."})
+	if _, err := m.Device(ctx, ent.Name+"/devices/gone"); !errors.Is(err, ErrNotFound) || !isStatus(err, 404, "NOT_FOUND") {
+		t.Errorf("500 Device not found: %v, want ErrNotFound", err)
+	}
+	fake.Inject(zerotouchtest.Fault{Path: "/enrollmentTokens", Times: 1, Status: 500, Message: "Internal error."})
+	if _, err := m.CreateToken(ctx, TokenSpec{PolicyID: "corporate"}); errors.Is(err, ErrNotFound) || !isStatus(err, 500, "INTERNAL") {
+		t.Errorf("a plain 500: %v", err)
+	}
 	if _, err := m.CreateToken(ctx, TokenSpec{PolicyID: "nope"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a token for an unknown policy: %v, want ErrInvalid", err)
 	}

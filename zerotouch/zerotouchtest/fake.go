@@ -71,6 +71,7 @@ type Fault struct {
 	Times      int
 	Status     int
 	RetryAfter int
+	Message    string // "injected fault" when empty
 }
 
 // New starts a fake; Close it when done.
@@ -149,7 +150,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 			}
 			status := map[int]string{429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}[f.Status]
-			googleError(w, f.Status, status, "injected fault")
+			msg := f.Message
+			if msg == "" {
+				msg = "injected fault"
+			}
+			googleError(w, f.Status, status, msg)
 			return
 		}
 	}
