@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smallstep/pkcs7"
+
 	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/dep/deptest"
 	"github.com/custodymdm/custody/enroll"
@@ -81,21 +83,31 @@ func TestADEStore(t *testing.T) {
 	}
 }
 
+// MachineInfo as devices send it: SHA-1 and RSA, under an expired device
+// CA, with a signingTime after the identity's validity. The stock pkcs7
+// verifier refuses that; ParseMachineInfo takes it, checks the signature
+// and, with roots, the chain.
 func TestParseMachineInfo(t *testing.T) {
-	signed, cert, err := mdmtest.SignMachineInfo("UDID-1", "C02XYZ", "iPhone15,2", "22B83")
+	signed, err := mdmtest.SignMachineInfo("UDID-1", "C02XYZ", "iPhone15,2", "22B83")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p7, err := pkcs7.Parse(signed); err != nil || p7.Verify() == nil {
+		t.Fatalf("the stock verifier accepts this MachineInfo (%v): the test no longer shows what it should", err)
 	}
 	mi, err := enroll.ParseMachineInfo(signed, nil)
 	if err != nil || mi.UDID != "UDID-1" || mi.Serial != "C02XYZ" || mi.Product != "iPhone15,2" || mi.Version != "22B83" {
 		t.Fatalf("ParseMachineInfo = %+v, %v", mi, err)
 	}
-	// With roots, the signer must chain to them.
-	if _, err := enroll.ParseMachineInfo(signed, pool(cert)); err != nil {
-		t.Errorf("with its own root: %v", err)
+	ca, err := mdmtest.AppleDeviceCA()
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, other, _ := mdmtest.SignMachineInfo("UDID-2", "X", "p", "v")
-	if _, err := enroll.ParseMachineInfo(signed, pool(other)); !errors.Is(err, enroll.ErrMachineInfo) {
+	if _, err := enroll.ParseMachineInfo(signed, []*x509.Certificate{ca}); err != nil {
+		t.Errorf("with the device CA as root: %v", err)
+	}
+	other, _, _ := dep.NewKeyPair("not apple", time.Hour)
+	if _, err := enroll.ParseMachineInfo(signed, []*x509.Certificate{other}); !errors.Is(err, enroll.ErrMachineInfo) {
 		t.Errorf("with another root: %v", err)
 	}
 	tampered := bytes.Replace(signed, []byte("C02XYZ"), []byte("C02XYA"), 1)
@@ -112,7 +124,7 @@ func TestParseMachineInfo(t *testing.T) {
 // FuzzMachineInfo feeds arbitrary bodies to the MachineInfo parser: an
 // ErrMachineInfo or a MachineInfo with a serial and UDID, never a panic.
 func FuzzMachineInfo(f *testing.F) {
-	signed, _, err := mdmtest.SignMachineInfo("UDID-1", "C02XYZ", "iPhone15,2", "22B83")
+	signed, err := mdmtest.SignMachineInfo("UDID-1", "C02XYZ", "iPhone15,2", "22B83")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -149,12 +161,4 @@ func BenchmarkADEFetch100k(b *testing.B) {
 		db.Close()
 		b.StartTimer()
 	}
-}
-
-func pool(certs ...*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range certs {
-		p.AddCert(c)
-	}
-	return p
 }

@@ -1,8 +1,13 @@
 package enroll
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
@@ -36,11 +41,16 @@ const MaxMachineInfoBytes = 64 << 10
 // whose signature does not verify.
 var ErrMachineInfo = errors.New("enroll: bad MachineInfo")
 
-// ParseMachineInfo reads a MachineInfo: a CMS SignedData whose content is
-// the plist. The signature must verify with the certificate inside; with
-// roots, that certificate must chain to them (Apple's device CA in
-// production).
-func ParseMachineInfo(body []byte, roots *x509.CertPool) (mi *MachineInfo, err error) {
+// ParseMachineInfo reads a MachineInfo: a CMS SignedData (BER or DER)
+// whose content is the plist. The signer's signature must verify. With
+// roots, the signer's certificate must chain through the certificates in
+// the message to one of them (Apple Inc. Root in production).
+//
+// Devices sign with SHA-1 and RSA, under Apple's iPhone Device CA, which
+// expired in 2014: following Apple's guidance, validity dates are not
+// checked and SHA-1 is accepted here (Go's x509 refuses both), since
+// MachineInfo identifies a device and is no attestation.
+func ParseMachineInfo(body []byte, roots []*x509.Certificate) (mi *MachineInfo, err error) {
 	defer func() {
 		if r := recover(); r != nil { // the CMS library panics on some malformed input
 			mi, err = nil, fmt.Errorf("%w: malformed CMS", ErrMachineInfo)
@@ -50,16 +60,17 @@ func ParseMachineInfo(body []byte, roots *x509.CertPool) (mi *MachineInfo, err e
 	if err != nil {
 		return nil, fmt.Errorf("%w: not CMS SignedData: %v", ErrMachineInfo, err)
 	}
-	if len(p7.Signers) == 0 || len(p7.Content) == 0 {
-		return nil, fmt.Errorf("%w: unsigned or empty", ErrMachineInfo)
+	if len(p7.Signers) != 1 || len(p7.Content) == 0 {
+		return nil, fmt.Errorf("%w: want one signer and the content inside", ErrMachineInfo)
 	}
-	if roots != nil {
-		err = p7.VerifyWithChain(roots)
-	} else {
-		err = p7.Verify()
-	}
+	signer, err := verifySigner(p7)
 	if err != nil {
 		return nil, fmt.Errorf("%w: signature: %v", ErrMachineInfo, err)
+	}
+	if roots != nil {
+		if err := chainsTo(signer, p7.Certificates, roots); err != nil {
+			return nil, fmt.Errorf("%w: certificate: %v", ErrMachineInfo, err)
+		}
 	}
 	var m MachineInfo
 	if err := plist.Unmarshal(p7.Content, &m); err != nil {
@@ -69,6 +80,148 @@ func ParseMachineInfo(body []byte, roots *x509.CertPool) (mi *MachineInfo, err e
 		return nil, fmt.Errorf("%w: no SERIAL or UDID", ErrMachineInfo)
 	}
 	return &m, nil
+}
+
+var (
+	oidMessageDigest = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
+	oidContentType   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
+	oidData          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
+)
+
+// digestOf maps a digest algorithm to its hash.
+func digestOf(alg asn1.ObjectIdentifier) (crypto.Hash, error) {
+	switch {
+	case alg.Equal(pkcs7.OIDDigestAlgorithmSHA1):
+		return crypto.SHA1, nil
+	case alg.Equal(pkcs7.OIDDigestAlgorithmSHA256):
+		return crypto.SHA256, nil
+	case alg.Equal(pkcs7.OIDDigestAlgorithmSHA384):
+		return crypto.SHA384, nil
+	case alg.Equal(pkcs7.OIDDigestAlgorithmSHA512):
+		return crypto.SHA512, nil
+	}
+	return 0, fmt.Errorf("unsupported digest algorithm %v", alg)
+}
+
+// verifySigner checks the one signer's signature over the content (or
+// over its signed attributes, whose message digest must be the
+// content's) and returns its certificate.
+func verifySigner(p7 *pkcs7.PKCS7) (*x509.Certificate, error) {
+	si := p7.Signers[0]
+	var cert *x509.Certificate
+	for _, c := range p7.Certificates {
+		if c.SerialNumber.Cmp(si.IssuerAndSerialNumber.SerialNumber) == 0 && bytes.Equal(c.RawIssuer, si.IssuerAndSerialNumber.IssuerName.FullBytes) {
+			cert = c
+		}
+	}
+	if cert == nil {
+		return nil, errors.New("no certificate for the signer")
+	}
+	h, err := digestOf(si.DigestAlgorithm.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	sum := func(b []byte) []byte { d := h.New(); d.Write(b); return d.Sum(nil) }
+	signed := p7.Content
+	if len(si.AuthenticatedAttributes) > 0 {
+		type attr struct {
+			Type  asn1.ObjectIdentifier
+			Value asn1.RawValue `asn1:"set"`
+		}
+		attrs := make([]attr, len(si.AuthenticatedAttributes))
+		var digest []byte
+		var contentType asn1.ObjectIdentifier
+		for i, a := range si.AuthenticatedAttributes {
+			attrs[i] = attr{a.Type, a.Value}
+			switch {
+			case a.Type.Equal(oidMessageDigest):
+				if _, err := asn1.Unmarshal(a.Value.Bytes, &digest); err != nil {
+					return nil, fmt.Errorf("messageDigest: %v", err)
+				}
+			case a.Type.Equal(oidContentType):
+				if _, err := asn1.Unmarshal(a.Value.Bytes, &contentType); err != nil {
+					return nil, fmt.Errorf("contentType: %v", err)
+				}
+			}
+		}
+		if !bytes.Equal(digest, sum(p7.Content)) {
+			return nil, errors.New("the content does not match its messageDigest")
+		}
+		if contentType != nil && !contentType.Equal(oidData) {
+			return nil, errors.New("signed content type is not data")
+		}
+		der, err := asn1.Marshal(struct {
+			A []attr `asn1:"set"`
+		}{attrs})
+		if err != nil {
+			return nil, err
+		}
+		var set asn1.RawValue
+		if _, err := asn1.Unmarshal(der, &set); err != nil {
+			return nil, err
+		}
+		signed = set.Bytes
+	}
+	return cert, checkSignature(cert.PublicKey, h, sum(signed), si.EncryptedDigest)
+}
+
+// checkSignature verifies an RSA PKCS#1 v1.5 or ECDSA signature of a
+// digest, SHA-1 included.
+func checkSignature(pub crypto.PublicKey, h crypto.Hash, digest, sig []byte) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(k, h, digest, sig)
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(k, digest, sig) {
+			return errors.New("ECDSA signature does not verify")
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported signer key %T", pub)
+}
+
+// chainsTo walks from cert through the given intermediates to one of the
+// roots, checking each signature (SHA-1 included) but no validity dates.
+func chainsTo(cert *x509.Certificate, intermediates, roots []*x509.Certificate) error {
+	for depth := 0; depth < 8; depth++ {
+		for _, r := range roots {
+			if cert.Equal(r) {
+				return nil
+			}
+		}
+		var issuer *x509.Certificate
+		for _, c := range append(append([]*x509.Certificate{}, roots...), intermediates...) {
+			if bytes.Equal(c.RawSubject, cert.RawIssuer) && !c.Equal(cert) && checkCertSignature(cert, c) == nil {
+				issuer = c
+				break
+			}
+		}
+		if issuer == nil {
+			return fmt.Errorf("no trusted issuer for %q", cert.Subject.CommonName)
+		}
+		cert = issuer
+	}
+	return errors.New("certificate chain too long")
+}
+
+// checkCertSignature checks that issuer signed cert.
+func checkCertSignature(cert, issuer *x509.Certificate) error {
+	var h crypto.Hash
+	switch cert.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1:
+		h = crypto.SHA1
+	case x509.SHA256WithRSA, x509.ECDSAWithSHA256:
+		h = crypto.SHA256
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384:
+		h = crypto.SHA384
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512:
+		h = crypto.SHA512
+	default:
+		return fmt.Errorf("unsupported certificate signature %v", cert.SignatureAlgorithm)
+	}
+	d := h.New()
+	d.Write(cert.RawTBSCertificate)
+	return checkSignature(issuer.PublicKey, h, d.Sum(nil), cert.Signature)
 }
 
 // An ADEServer answers the URL of an ADE profile. A device in Setup
@@ -83,8 +236,9 @@ func ParseMachineInfo(body []byte, roots *x509.CertPool) (mi *MachineInfo, err e
 type ADEServer struct {
 	Profiles  *ProfileServer
 	Lifecycle *Lifecycle
-	// Roots, when set, verify the MachineInfo signer's chain.
-	Roots  *x509.CertPool
+	// Roots, when set, are what the MachineInfo signer's chain must end
+	// in (Apple Inc. Root for real devices).
+	Roots  []*x509.Certificate
 	Logger *slog.Logger
 }
 

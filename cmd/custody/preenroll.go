@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -444,6 +445,8 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) {
 
 type assignmentRequest struct {
 	Group string `json:"group"`
+	// AndroidPolicy is an Android Management API policy (JSON).
+	AndroidPolicy json.RawMessage `json:"android_policy,omitempty"`
 	// Profile is a .mobileconfig, signed or not.
 	Profile []byte `json:"profile,omitempty"`
 	// Or a command: RequestType and keys, or a whole plist dictionary.
@@ -478,6 +481,10 @@ func (s *server) createAssignment(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case len(req.Profile) > 0 && (req.RequestType != "" || len(req.Plist) > 0 || len(req.Keys) > 0):
 		err = errors.New("give a profile or a command, not both")
+	case len(req.AndroidPolicy) > 0 && (len(req.Profile) > 0 || req.RequestType != "" || len(req.Plist) > 0):
+		err = errors.New("give an android policy, a profile or a command, one of them")
+	case len(req.AndroidPolicy) > 0:
+		a, err = enroll.NewAndroidPolicyAssignment(req.Group, req.AndroidPolicy)
 	case len(req.Profile) > 0:
 		a, err = enroll.NewProfileAssignment(req.Group, req.Profile)
 	case len(req.Plist) > 0:
@@ -505,6 +512,13 @@ func (s *server) createAssignment(w http.ResponseWriter, r *http.Request) {
 	queued, err := s.life.Assign(r.Context(), a)
 	if s.lifecycleError(w, err) {
 		return
+	}
+	if a.Kind == enroll.AssignAndroidPolicy {
+		if android, _, ok := s.androidUnchecked(); ok && android.Management.EnterpriseName() != "" {
+			if _, err := android.SyncPolicies(r.Context()); s.googleError(w, err) {
+				return
+			}
+		}
 	}
 	s.log.Info("assignment created", "id", a.ID, "group", a.Group, "kind", a.Kind, "name", a.Name, "queued_for", len(queued))
 	out := toAssignmentJSON(a)

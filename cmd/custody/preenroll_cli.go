@@ -363,11 +363,11 @@ or at once when the assignment is added after it enrolled. Profiles are
 signed with the server's profile-signing identity when they are installed.`,
 	}
 	client := addAPIFlags(cmd)
-	var profile, requestType, plistFile string
+	var profile, requestType, plistFile, androidPolicy string
 	var params []string
 	add := &cobra.Command{
-		Use:   "add GROUP (--profile FILE.mobileconfig | --type REQUESTTYPE [--param KEY=VALUE...] | --plist FILE)",
-		Short: "Assign a profile or a command to a group",
+		Use:   "add GROUP (--profile FILE.mobileconfig | --type REQUESTTYPE [--param KEY=VALUE...] | --plist FILE | --android-policy FILE.json)",
+		Short: "Assign a profile, a command or an Android policy to a group",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
@@ -376,6 +376,17 @@ signed with the server's profile-signing identity when they are installed.`,
 			}
 			req := assignmentRequest{Group: args[0]}
 			switch {
+			case androidPolicy != "" && (profile != "" || requestType != "" || plistFile != ""):
+				return errors.New("give --android-policy, --profile or a command, one of them")
+			case androidPolicy != "":
+				data, err := os.ReadFile(androidPolicy)
+				if err != nil {
+					return err
+				}
+				if !json.Valid(data) {
+					return fmt.Errorf("%s is not JSON", androidPolicy)
+				}
+				req.AndroidPolicy = data
 			case profile != "" && (requestType != "" || plistFile != ""):
 				return errors.New("give --profile, or a command, not both")
 			case profile != "":
@@ -411,6 +422,7 @@ signed with the server's profile-signing identity when they are installed.`,
 	add.Flags().StringVar(&requestType, "type", "", "a command's RequestType")
 	add.Flags().StringArrayVar(&params, "param", nil, "a command key as KEY=VALUE (repeatable; see custody enqueue)")
 	add.Flags().StringVar(&plistFile, "plist", "", "a plist file with a command dictionary")
+	add.Flags().StringVar(&androidPolicy, "android-policy", "", "an Android Management API policy (JSON) for the group's Android devices")
 	var group string
 	var asJSON bool
 	list := &cobra.Command{

@@ -347,7 +347,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, p)
-	case r.Method == http.MethodPost && path == "/profile/devices":
+	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && path == "/profile/devices": // nanodep sends PUT
 		s.assign(w, r, a)
 	case r.Method == http.MethodDelete && path == "/profile/devices":
 		s.unassign(w, r, a)

@@ -12,7 +12,7 @@ import (
 
 // EncryptToken returns a server token file as Apple Business Manager
 // delivers it for the public key in cert: an S/MIME message whose base64
-// body is a CMS EnvelopedData (AES-256-CBC, RSA key transport) of a MIME
+// body is a CMS EnvelopedData (AES-128-CBC and RSA key transport, as Apple's) of a MIME
 // text part with the JSON credentials between BEGIN and END MESSAGE lines.
 func EncryptToken(t dep.OAuth1Tokens, cert *x509.Certificate) ([]byte, error) {
 	js, err := json.Marshal(t)
@@ -21,7 +21,7 @@ func EncryptToken(t dep.OAuth1Tokens, cert *x509.Certificate) ([]byte, error) {
 	}
 	inner := "Content-Type: text/plain;charset=UTF-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" +
 		"-----BEGIN MESSAGE-----\r\n" + string(js) + "\r\n-----END MESSAGE-----\r\n"
-	der, err := cms.Envelope([]byte(inner), []*x509.Certificate{cert}, cms.OIDAES256CBC)
+	der, err := cms.Envelope([]byte(inner), []*x509.Certificate{cert}, cms.OIDAES128CBC) // as Apple's tokens are
 	if err != nil {
 		return nil, err
 	}

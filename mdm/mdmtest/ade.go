@@ -6,12 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/micromdm/plist"
@@ -28,42 +30,82 @@ type machineInfo struct {
 	Language string `plist:"LANGUAGE"`
 }
 
-// SignMachineInfo returns the MachineInfo of a device as Setup Assistant
-// sends it: the plist, CMS-signed (content attached) by a device identity.
-// Real devices sign with an identity from Apple's device CA; this one is
-// self-signed, so servers that check the chain must be given it.
-func SignMachineInfo(udid, serial, product, version string) ([]byte, *x509.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// appleDeviceCA is a stand-in for Apple's iPhone Device CA: RSA, expired
+// since 2014 like the real one, made once per process.
+var appleDeviceCA = sync.OnceValues(func() (*deviceCA, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: udid},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature,
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Apple iPhone Device CA (mdmtest)", Organization: []string{"Apple Inc."}},
+		NotBefore: time.Date(2007, 4, 16, 22, 54, 46, 0, time.UTC), NotAfter: time.Date(2014, 4, 16, 22, 54, 46, 0, time.UTC),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return &deviceCA{cert, key}, err
+})
+
+type deviceCA struct {
+	cert *x509.Certificate
+	key  *rsa.PrivateKey
+}
+
+// AppleDeviceCA returns the CA that signs simulated devices' MachineInfo
+// identities, for servers that check the chain (Apple Inc. Root in
+// production).
+func AppleDeviceCA() (*x509.Certificate, error) {
+	ca, err := appleDeviceCA()
+	if err != nil {
+		return nil, err
+	}
+	return ca.cert, nil
+}
+
+// SignMachineInfo returns the MachineInfo of a device as Setup Assistant
+// sends it: the plist, inside a CMS SignedData signed with SHA-1 and RSA by
+// a device identity that, like real ones, was issued by an iPhone Device
+// CA that has long expired (AppleDeviceCA).
+func SignMachineInfo(udid, serial, product, version string) ([]byte, error) {
+	dca, err := appleDeviceCA()
+	if err != nil {
+		return nil, err
+	}
+	ca, caKey := dca.cert, dca.key
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: udid},
+		NotBefore: time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2013, 1, 1, 0, 0, 0, 0, time.UTC),
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	content, err := plist.MarshalIndent(&machineInfo{udid, serial, product, version, "en"}, "\t")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sd, err := pkcs7.NewSignedData(content)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-	if err := sd.AddSigner(cert, key, pkcs7.SignerInfoConfig{}); err != nil {
-		return nil, nil, err
+	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA1)
+	if err := sd.AddSignerChain(cert, key, []*x509.Certificate{ca}, pkcs7.SignerInfoConfig{}); err != nil {
+		return nil, err
 	}
-	signed, err := sd.Finish()
-	return signed, cert, err
+	return sd.Finish()
 }
 
 // EnrollADE does what a device does in Setup Assistant with an ADE
@@ -81,7 +123,7 @@ func EnrollADE(ctx context.Context, url string, opts EnrollOptions) (*Device, er
 			opts.UDID = d.UDID
 		}
 	}
-	body, _, err := SignMachineInfo(opts.UDID, opts.SerialNumber, "iPhone15,2", "22B83")
+	body, err := SignMachineInfo(opts.UDID, opts.SerialNumber, "iPhone15,2", "22B83")
 	if err != nil {
 		return nil, err
 	}
