@@ -351,7 +351,46 @@ func (a *Android) Sync(ctx context.Context) (seen, refused int, err error) {
 			return seen, refused, err
 		}
 	}
-	return seen, refused, nil
+	return seen, refused, a.trackOperations(ctx)
+}
+
+// trackOperations asks Google for the commands whose result no push has
+// brought, and logs the finished ones.
+func (a *Android) trackOperations(ctx context.Context) error {
+	var pending []string
+	err := a.Lifecycle.Records.Records(ctx, func(r *Record) bool {
+		if !isAndroidEnrollment(r.EnrollmentID) {
+			return true
+		}
+		done := map[string]bool{}
+		for _, e := range r.History {
+			if e.Step == StepCommandResult {
+				done[e.Command] = true
+			}
+		}
+		for _, e := range r.History {
+			if e.Step == StepCommand && !done[e.Command] {
+				pending = append(pending, e.Command)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range pending {
+		op, err := a.Management.Operation(ctx, name)
+		if errors.Is(err, zerotouch.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.commandDone(ctx, op); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // HandlePush takes Pub/Sub notifications (zerotouch.PushHandler.Handle):

@@ -21,6 +21,7 @@ import (
 )
 
 type androidFixture struct {
+	pushURL string
 	fake    *zerotouchtest.Server
 	db      *bolt.DB
 	life    *enroll.Lifecycle
@@ -54,6 +55,7 @@ func newAndroidFixture(t *testing.T) *androidFixture {
 	push := httptest.NewServer(&zerotouch.PushHandler{Secret: "s", Handle: f.android.HandlePush, Logger: quiet})
 	t.Cleanup(push.Close)
 	fake.PushURL = push.URL + "/?token=s"
+	f.pushURL = fake.PushURL
 	return f
 }
 
@@ -173,6 +175,20 @@ func TestAndroidLifecycle(t *testing.T) {
 	if last.Step != enroll.StepCommandResult || last.Note != "LOCK done" {
 		t.Errorf("A1's last event %+v", last)
 	}
+	// Without a push, a sync asks Google for the operation.
+	f.fake.PushURL = ""
+	if _, err := f.android.Command(ctx, "A1", &am.Command{Type: "REBOOT"}); err != nil {
+		t.Fatal(err)
+	}
+	d1.Poll()
+	if _, _, err := f.android.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r1 = f.record(t, "A1")
+	if last := r1.History[len(r1.History)-1]; last.Step != enroll.StepCommandResult || last.Note != "REBOOT done" {
+		t.Errorf("A1's last event after a sync %+v", last)
+	}
+	f.fake.PushURL = f.pushURL
 	// Wipe.
 	if err := f.android.Wipe(ctx, "A1", "lost on the train"); err != nil {
 		t.Fatal(err)
