@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	_ "image/png"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -165,5 +166,45 @@ func TestAndroidEndToEnd(t *testing.T) {
 	}
 	if out, err := cli(t, "android", "sync", "--data", dir); err != nil || !strings.Contains(out, "1 devices seen, 0 refused") {
 		t.Errorf("android sync: %v\n%s", err, out)
+	}
+}
+
+// Binding by signup: bind with a project prints Google's signup URL; when
+// the administrator has signed up, Google calls /android/callback with the
+// enterprise token and the server creates and binds the enterprise.
+func TestAndroidSignup(t *testing.T) {
+	fake := zerotouchtest.New()
+	defer fake.Close()
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	url, _ := startServe(t, ctx, dir, "--dep-sync-interval", "0")
+	out, err := cli(t, "android", "bind", "--data", dir, "--project", "custody-test", "--endpoint", fake.URL)
+	if err != nil || !strings.Contains(out, "https://play.google.com/work/adminsignup") {
+		t.Fatalf("android bind --project: %v\n%s", err, out)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, fileAndroid))
+	var cfg androidConfig
+	json.Unmarshal(data, &cfg)
+	if cfg.PendingSignup == "" || cfg.Enterprise != "" {
+		t.Fatalf("binding before the callback: %s", data)
+	}
+	if resp, err := http.Get(url + "/android/callback?enterpriseToken=wrong"); err != nil || resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("callback with a wrong token: %v %v", resp, err)
+	}
+	resp, err := http.Get(url + "/android/callback?enterpriseToken=" + fake.CompleteSignup(cfg.PendingSignup))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("callback: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	data, _ = os.ReadFile(filepath.Join(dir, fileAndroid))
+	cfg = androidConfig{}
+	json.Unmarshal(data, &cfg)
+	if !strings.HasPrefix(cfg.Enterprise, "enterprises/") || cfg.PendingSignup != "" {
+		t.Fatalf("binding after the callback: %s", data)
+	}
+	// The server works with the new enterprise at once.
+	if out, err := cli(t, "android", "sync", "--data", dir); err != nil || !strings.Contains(out, "1 policies put") {
+		t.Errorf("android sync after signup: %v\n%s", err, out)
 	}
 }
