@@ -1,0 +1,265 @@
+package campaign
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/custodymdm/custody/internal/peertest"
+)
+
+// smtpServer is an in-process SMTP server (github.com/emersion/go-smtp)
+// with STARTTLS and AUTH PLAIN required, keeping what it receives.
+type smtpServer struct {
+	mu       sync.Mutex
+	received []received
+	user     string
+	pass     string
+}
+
+type received struct {
+	from string
+	to   []string
+	data string
+}
+
+func (b *smtpServer) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{srv: b}, nil }
+
+type session struct {
+	srv  *smtpServer
+	auth bool
+	msg  received
+}
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != s.srv.user || pass != s.srv.pass {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+		}
+		s.auth = true
+		return nil
+	}), nil
+}
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if !s.auth {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
+	s.msg.from = from
+	return nil
+}
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if strings.HasSuffix(to, "@blocked.example") {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
+	}
+	s.msg.to = append(s.msg.to, to)
+	return nil
+}
+func (s *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	s.msg.data = string(b)
+	s.srv.mu.Lock()
+	s.srv.received = append(s.srv.received, s.msg)
+	s.srv.mu.Unlock()
+	return err
+}
+func (s *session) Reset()        { s.msg = received{} }
+func (s *session) Logout() error { return nil }
+
+// selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
+func selfSigned(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func startSMTP(t *testing.T) (*smtpServer, int, []byte) {
+	t.Helper()
+	be := &smtpServer{user: "mailer", pass: "s3cret"}
+	cert, caPEM := selfSigned(t)
+	srv := smtp.NewServer(be)
+	srv.Domain = "localhost"
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return be, ln.Addr().(*net.TCPAddr).Port, caPEM
+}
+
+func TestMailerStartTLSAuth(t *testing.T) {
+	be, port, caPEM := startSMTP(t)
+	ctx := context.Background()
+	settings := MailSettings{Host: "127.0.0.1", Port: port, TLS: TLSStartTLS, Username: "mailer", Password: "s3cret",
+		From: "it-support@example.com", FromName: "IT Support", CAPEM: caPEM, Timeout: 5 * time.Second}
+	m, err := NewMailer(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png := []byte("\x89PNG\r\n\x1a\nfake")
+	err = m.Send(ctx, &Message{To: "ana@example.com", ToName: "Ana Lima", Subject: "Enrol your iPhone",
+		Text: "Open https://mdm.example.com/enroll/abc", HTML: `<p><img src="cid:qr.png"></p>`, Inline: map[string][]byte{"qr.png": png}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(be.received) != 1 {
+		t.Fatalf("%d messages received", len(be.received))
+	}
+	r := be.received[0]
+	for _, want := range []string{"Subject: Enrol your iPhone", `"Ana Lima" <ana@example.com>`, `"IT Support" <it-support@example.com>`,
+		"https://mdm.example.com/enroll/abc", "Content-Id: <qr.png>", "text/html"} {
+		if !strings.Contains(r.data, want) {
+			t.Errorf("message lacks %q:\n%s", want, r.data)
+		}
+	}
+	if r.from != "it-support@example.com" || len(r.to) != 1 || r.to[0] != "ana@example.com" {
+		t.Errorf("envelope %s → %v", r.from, r.to)
+	}
+
+	// Refusals come back with the server's reply.
+	bad := settings
+	bad.Password = "wrong"
+	mb, _ := NewMailer(bad)
+	err = mb.Send(ctx, &Message{To: "ana@example.com", Subject: "x", Text: "x"})
+	var se *SendError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "535") && !strings.Contains(err.Error(), "credentials invalid") {
+		t.Errorf("wrong password: %v", err)
+	}
+	err = m.Send(ctx, &Message{To: "x@blocked.example", Subject: "x", Text: "x"})
+	if !errors.As(err, &se) || se.Temporary || !strings.Contains(err.Error(), "Relaying denied") {
+		t.Errorf("relay denied: %v", err)
+	}
+	// Implicit TLS against a STARTTLS port, and no TLS where AUTH needs it.
+	tlsMismatch := settings
+	tlsMismatch.TLS = TLSImplicit
+	mt, _ := NewMailer(tlsMismatch)
+	if err := mt.Send(ctx, &Message{To: "ana@example.com", Subject: "x", Text: "x"}); err == nil {
+		t.Error("implicit TLS against a STARTTLS server sent a mail")
+	}
+	noTLS := settings
+	noTLS.TLS = TLSNone
+	mn, _ := NewMailer(noTLS)
+	if err := mn.Send(ctx, &Message{To: "ana@example.com", Subject: "x", Text: "x"}); err == nil {
+		t.Error("AUTH without TLS sent a mail")
+	}
+	// An untrusted certificate is refused.
+	untrusted := settings
+	untrusted.CAPEM = nil
+	mu, _ := NewMailer(untrusted)
+	if err := mu.Send(ctx, &Message{To: "ana@example.com", Subject: "x", Text: "x"}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("untrusted certificate: %v", err)
+	}
+	if len(be.received) != 1 {
+		t.Errorf("%d messages received after the refusals, want 1", len(be.received))
+	}
+}
+
+func TestMailSettingsCheck(t *testing.T) {
+	good := MailSettings{Host: "smtp.example.com", Port: 587, TLS: TLSStartTLS, From: "it@example.com"}
+	if err := good.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(*MailSettings){
+		"no host":       func(s *MailSettings) { s.Host = "" },
+		"bad port":      func(s *MailSettings) { s.Port = 70000 },
+		"bad tls":       func(s *MailSettings) { s.TLS = "ssl3" },
+		"no password":   func(s *MailSettings) { s.Username = "u" },
+		"display from":  func(s *MailSettings) { s.From = "IT <it@example.com>" },
+		"not a CA file": func(s *MailSettings) { s.CAPEM = []byte("hello") },
+	} {
+		s := good
+		edit(&s)
+		if err := s.Check(); !errors.Is(err, ErrMailSettings) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// A real SMTP server process, Debian's python3-aiosmtpd, receives the mail.
+func TestMailerAiosmtpd(t *testing.T) {
+	// Debian's package installs for Debian's Python, which a PATH may
+	// shadow (pyenv).
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		python = peertest.Need(t, "python3", "python3")
+	}
+	if err := exec.Command(python, "-c", "import aiosmtpd").Run(); err != nil {
+		peertest.Need(t, "aiosmtpd-is-missing", "python3-aiosmtpd")
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(python, "-m", "aiosmtpd", "-n", "-d", "-l", "127.0.0.1:"+strconv.Itoa(port))
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m, err := NewMailer(MailSettings{Host: "127.0.0.1", Port: port, TLS: TLSNone, From: "it@example.com", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Send(context.Background(), &Message{To: "bo@example.com", Subject: "Hello from custody", Text: "link: https://x/enroll/1"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	var seen []string
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("aiosmtpd ended; printed:\n%s", strings.Join(seen, "\n"))
+			}
+			seen = append(seen, l)
+			if strings.Contains(l, "Subject: Hello from custody") {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("aiosmtpd did not print the message; printed:\n%s", strings.Join(seen, "\n"))
+		}
+	}
+}
