@@ -207,6 +207,9 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("POST /api/v1/zerotouch/configurations", s.zeroTouchConfigure)
 	api.HandleFunc("POST /api/v1/zerotouch/apply", s.zeroTouchApply)
 	api.HandleFunc("POST /api/v1/zerotouch/sync", s.zeroTouchSync)
+	api.HandleFunc("PUT /api/v1/mail", s.putMail)
+	api.HandleFunc("GET /api/v1/mail", s.getMail)
+	api.HandleFunc("POST /api/v1/mail/test", s.testMail)
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -3,124 +3,24 @@ package campaign
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
-
+	"github.com/custodymdm/custody/enroll/campaign/campaigntest"
 	"github.com/custodymdm/custody/internal/peertest"
 )
 
-// smtpServer is an in-process SMTP server (github.com/emersion/go-smtp)
-// with STARTTLS and AUTH PLAIN required, keeping what it receives.
-type smtpServer struct {
-	mu       sync.Mutex
-	received []received
-	user     string
-	pass     string
-}
-
-type received struct {
-	from string
-	to   []string
-	data string
-}
-
-func (b *smtpServer) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{srv: b}, nil }
-
-type session struct {
-	srv  *smtpServer
-	auth bool
-	msg  received
-}
-
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (s *session) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		if user != s.srv.user || pass != s.srv.pass {
-			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
-		}
-		s.auth = true
-		return nil
-	}), nil
-}
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if !s.auth {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	}
-	s.msg.from = from
-	return nil
-}
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if strings.HasSuffix(to, "@blocked.example") {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
-	}
-	s.msg.to = append(s.msg.to, to)
-	return nil
-}
-func (s *session) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	s.msg.data = string(b)
-	s.srv.mu.Lock()
-	s.srv.received = append(s.srv.received, s.msg)
-	s.srv.mu.Unlock()
-	return err
-}
-func (s *session) Reset()        { s.msg = received{} }
-func (s *session) Logout() error { return nil }
-
-// selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
-func selfSigned(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func startSMTP(t *testing.T) (*smtpServer, int, []byte) {
-	t.Helper()
-	be := &smtpServer{user: "mailer", pass: "s3cret"}
-	cert, caPEM := selfSigned(t)
-	srv := smtp.NewServer(be)
-	srv.Domain = "localhost"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return be, ln.Addr().(*net.TCPAddr).Port, caPEM
-}
-
 func TestMailerStartTLSAuth(t *testing.T) {
-	be, port, caPEM := startSMTP(t)
+	be := campaigntest.Start(t)
 	ctx := context.Background()
-	settings := MailSettings{Host: "127.0.0.1", Port: port, TLS: TLSStartTLS, Username: "mailer", Password: "s3cret",
-		From: "it-support@example.com", FromName: "IT Support", CAPEM: caPEM, Timeout: 5 * time.Second}
+	settings := MailSettings{Host: "127.0.0.1", Port: be.Port, TLS: TLSStartTLS, Username: be.User, Password: be.Pass,
+		From: "it-support@example.com", FromName: "IT Support", CAPEM: be.CAPEM, Timeout: 5 * time.Second}
 	m, err := NewMailer(settings)
 	if err != nil {
 		t.Fatal(err)
@@ -131,18 +31,18 @@ func TestMailerStartTLSAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(be.received) != 1 {
-		t.Fatalf("%d messages received", len(be.received))
+	if len(be.Messages()) != 1 {
+		t.Fatalf("%d messages received", len(be.Messages()))
 	}
-	r := be.received[0]
+	r := be.Messages()[0]
 	for _, want := range []string{"Subject: Enrol your iPhone", `"Ana Lima" <ana@example.com>`, `"IT Support" <it-support@example.com>`,
 		"https://mdm.example.com/enroll/abc", "Content-Id: <qr.png>", "text/html"} {
-		if !strings.Contains(r.data, want) {
-			t.Errorf("message lacks %q:\n%s", want, r.data)
+		if !strings.Contains(r.Data, want) {
+			t.Errorf("message lacks %q:\n%s", want, r.Data)
 		}
 	}
-	if r.from != "it-support@example.com" || len(r.to) != 1 || r.to[0] != "ana@example.com" {
-		t.Errorf("envelope %s → %v", r.from, r.to)
+	if r.From != "it-support@example.com" || len(r.To) != 1 || r.To[0] != "ana@example.com" {
+		t.Errorf("envelope %s → %v", r.From, r.To)
 	}
 
 	// Refusals come back with the server's reply.
@@ -178,8 +78,8 @@ func TestMailerStartTLSAuth(t *testing.T) {
 	if err := mu.Send(ctx, &Message{To: "ana@example.com", Subject: "x", Text: "x"}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted certificate: %v", err)
 	}
-	if len(be.received) != 1 {
-		t.Errorf("%d messages received after the refusals, want 1", len(be.received))
+	if len(be.Messages()) != 1 {
+		t.Errorf("%d messages received after the refusals, want 1", len(be.Messages()))
 	}
 }
 

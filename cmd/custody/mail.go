@@ -1,0 +1,234 @@
+package main
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/custodymdm/custody/enroll/campaign"
+)
+
+// Outgoing mail settings in the reference server: the SMTP server of the
+// organisation, kept in the data dir with the password encrypted under the
+// data dir's secret key.
+
+const (
+	fileMail      = "mail.json"
+	fileSecretKey = "secret.key" // AES-256 key that encrypts secrets at rest
+)
+
+// storedMail is mail.json: the settings, the password sealed.
+type storedMail struct {
+	campaign.MailSettings
+	PasswordSealed []byte `json:"password_sealed,omitempty"` // AES-256-GCM: nonce then ciphertext
+}
+
+// secretKey returns the data dir's secret key, creating it on first use.
+func (d *dataDir) secretKey() ([]byte, error) {
+	key, err := os.ReadFile(d.file(fileSecretKey))
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		return key, writeFileAtomic(d.file(fileSecretKey), key, 0o600)
+	}
+	if err == nil && len(key) != 32 {
+		err = fmt.Errorf("%s: want 32 bytes", fileSecretKey)
+	}
+	return key, err
+}
+
+// seal encrypts a secret with the data dir's key.
+func (d *dataDir) seal(plain, label []byte) ([]byte, error) {
+	gcm, err := d.gcm()
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return gcm.Seal(nonce, nonce, plain, label), nil
+}
+
+// open decrypts what seal encrypted with the same label.
+func (d *dataDir) open(sealed, label []byte) ([]byte, error) {
+	gcm, err := d.gcm()
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < gcm.NonceSize() {
+		return nil, errors.New("sealed secret too short")
+	}
+	return gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], label)
+}
+
+func (d *dataDir) gcm() (cipher.AEAD, error) {
+	key, err := d.secretKey()
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+var mailPasswordLabel = []byte("custody mail password")
+
+// loadMail returns the mail settings with the password opened, or nil
+// when none are stored.
+func (d *dataDir) loadMail() (*campaign.MailSettings, error) {
+	data, err := os.ReadFile(d.file(fileMail))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sm storedMail
+	if err := json.Unmarshal(data, &sm); err != nil {
+		return nil, fmt.Errorf("%s: %w", fileMail, err)
+	}
+	if len(sm.PasswordSealed) > 0 {
+		p, err := d.open(sm.PasswordSealed, mailPasswordLabel)
+		if err != nil {
+			return nil, fmt.Errorf("%s: the password does not open with %s: %w", fileMail, fileSecretKey, err)
+		}
+		sm.Password = string(p)
+	}
+	return &sm.MailSettings, nil
+}
+
+func (d *dataDir) saveMail(s *campaign.MailSettings) error {
+	sm := storedMail{MailSettings: *s}
+	if s.Password != "" {
+		sealed, err := d.seal([]byte(s.Password), mailPasswordLabel)
+		if err != nil {
+			return err
+		}
+		sm.PasswordSealed = sealed
+	}
+	data, err := json.MarshalIndent(&sm, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(d.file(fileMail), data, 0o600)
+}
+
+type mailRequest struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	TLS      string `json:"tls"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	From     string `json:"from"`
+	FromName string `json:"from_name,omitempty"`
+	CAPEM    string `json:"ca_pem,omitempty"`
+}
+
+type mailJSON struct {
+	Host        string `json:"host"`
+	Port        int    `json:"port"`
+	TLS         string `json:"tls"`
+	Username    string `json:"username,omitempty"`
+	HasPassword bool   `json:"has_password"`
+	From        string `json:"from"`
+	FromName    string `json:"from_name,omitempty"`
+	CustomCA    bool   `json:"custom_ca"`
+}
+
+func toMailJSON(s *campaign.MailSettings) mailJSON {
+	return mailJSON{Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username, HasPassword: s.Password != "",
+		From: s.From, FromName: s.FromName, CustomCA: len(s.CAPEM) > 0}
+}
+
+// putMail serves PUT /api/v1/mail.
+func (s *server) putMail(w http.ResponseWriter, r *http.Request) {
+	var req mailRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ms := &campaign.MailSettings{Host: req.Host, Port: req.Port, TLS: req.TLS, Username: req.Username, Password: req.Password,
+		From: req.From, FromName: req.FromName, CAPEM: []byte(req.CAPEM)}
+	if err := ms.Check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.data.saveMail(ms); err != nil {
+		s.log.Error("mail settings", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not store the mail settings")
+		return
+	}
+	s.log.Info("mail settings stored", "host", ms.Host, "port", ms.Port, "tls", ms.TLS, "from", ms.From)
+	writeJSON(w, http.StatusOK, toMailJSON(ms))
+}
+
+// getMail serves GET /api/v1/mail (the password is never returned).
+func (s *server) getMail(w http.ResponseWriter, r *http.Request) {
+	ms, err := s.data.loadMail()
+	switch {
+	case err != nil:
+		s.log.Error("mail settings", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	case ms == nil:
+		writeError(w, http.StatusNotFound, "no mail settings: custody mail set")
+	default:
+		writeJSON(w, http.StatusOK, toMailJSON(ms))
+	}
+}
+
+type mailTestRequest struct {
+	To      string `json:"to"`
+	Subject string `json:"subject,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// testMail serves POST /api/v1/mail/test: one mail, and on failure the
+// server's exact reply (502).
+func (s *server) testMail(w http.ResponseWriter, r *http.Request) {
+	var req mailTestRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.To == "" || strings.ContainsAny(req.To, "<> ") {
+		writeError(w, http.StatusBadRequest, "to: give a bare email address")
+		return
+	}
+	ms, err := s.data.loadMail()
+	if err != nil || ms == nil {
+		writeError(w, http.StatusConflict, "no mail settings: custody mail set")
+		return
+	}
+	m, err := campaign.NewMailer(*ms)
+	if err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	if req.Subject == "" {
+		req.Subject = "Custody test mail"
+	}
+	if req.Message == "" {
+		req.Message = "This is a test mail from Custody: the outgoing mail settings work."
+	}
+	start := time.Now()
+	err = m.Send(r.Context(), &campaign.Message{To: req.To, Subject: req.Subject, Text: req.Message})
+	if err != nil {
+		s.log.Warn("test mail failed", "to", req.To, "err", err)
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	s.log.Info("test mail sent", "to", req.To, "took", time.Since(start))
+	writeJSON(w, http.StatusOK, map[string]string{"sent_to": req.To})
+}
