@@ -1,0 +1,134 @@
+package campaign
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"image"
+	_ "image/png"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/makiuchi-d/gozxing"
+	gzqr "github.com/makiuchi-d/gozxing/qrcode"
+
+	"github.com/custodymdm/custody/enroll/campaign/campaigntest"
+)
+
+func decodeQR(t *testing.T, png []byte) string {
+	t.Helper()
+	img, _, err := image.Decode(bytes.NewReader(png))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, _ := gozxing.NewBinaryBitmapFromImage(img)
+	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("QR code does not decode: %v", err)
+	}
+	return res.GetText()
+}
+
+// An invitation sent through the SMTP server arrives for its recipient
+// with the link in both bodies and a QR image that decodes to exactly that
+// link; names are escaped in the HTML.
+func TestInvitationMail(t *testing.T) {
+	r, err := NewRenderer(DefaultTemplates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := "https://mdm.example.com/enroll/AbC_123-xyz"
+	inv := &Invitation{Name: "Ana <Lima>", Email: "ana@example.com", Link: link, Ring: "ring-1",
+		Deadline: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), HelpDesk: "it@example.com, ext. 4242"}
+	msg, err := r.Render(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "Enrol your device in Custody by Fri 4 Dec" || !strings.Contains(msg.Text, link) ||
+		!strings.Contains(msg.HTML, `href="`+link+`"`) || !strings.Contains(msg.HTML, "Ana &lt;Lima&gt;") {
+		t.Errorf("rendered %+v", msg)
+	}
+	if got := decodeQR(t, msg.Inline[QRName]); got != link {
+		t.Fatalf("QR code holds %q, want %q", got, link)
+	}
+
+	smtp := campaigntest.Start(t)
+	m, err := NewMailer(MailSettings{Host: "127.0.0.1", Port: smtp.Port, TLS: TLSStartTLS, Username: smtp.User, Password: smtp.Pass,
+		From: "it@example.com", CAPEM: smtp.CAPEM, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Send(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	got := smtp.Messages()
+	if len(got) != 1 || got[0].To[0] != "ana@example.com" {
+		t.Fatalf("received %+v", got)
+	}
+	// Walk the MIME tree as a mail client does and decode the image.
+	parsed, err := mail.ReadMessage(strings.NewReader(got[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qr []byte
+	var texts []string
+	var walk func(ct string, body []byte)
+	walk = func(ct string, body []byte) {
+		mt, params, _ := mime.ParseMediaType(ct)
+		if strings.HasPrefix(mt, "multipart/") {
+			mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					return
+				}
+				var b bytes.Buffer
+				b.ReadFrom(p)
+				data := b.Bytes()
+				if p.Header.Get("Content-Transfer-Encoding") == "base64" {
+					data, _ = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(b.String()), ""))
+				}
+				walk(p.Header.Get("Content-Type"), data)
+				if strings.Contains(p.Header.Get("Content-Id"), QRName) {
+					qr = data
+				}
+			}
+		}
+		if strings.HasPrefix(mt, "text/") {
+			texts = append(texts, string(body))
+		}
+	}
+	var body bytes.Buffer
+	body.ReadFrom(parsed.Body)
+	walk(parsed.Header.Get("Content-Type"), body.Bytes())
+	if qr == nil {
+		t.Fatalf("no inline QR image in:\n%s", got[0].Data)
+	}
+	if decoded := decodeQR(t, qr); decoded != link {
+		t.Errorf("the mailed QR code holds %q, want %q", decoded, link)
+	}
+	if len(texts) < 2 || !strings.Contains(strings.Join(texts, ""), "enroll/AbC_123-xyz") {
+		t.Errorf("text parts %q", texts)
+	}
+}
+
+func TestRendererErrors(t *testing.T) {
+	for name, tmpl := range map[string]Templates{
+		"bad subject syntax": {Subject: "{{.Name", Text: "x"},
+		"unknown field":      {Subject: "x", Text: "{{.Nickname}}"},
+		"bad HTML":           {Subject: "x", Text: "x", HTML: "{{if}}"},
+	} {
+		if _, err := NewRenderer(tmpl); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	r, _ := NewRenderer(DefaultTemplates)
+	msg, _ := r.Render(&Invitation{Name: "Bo", Email: "bo@example.com", Link: "https://x/enroll/1", Reminder: true})
+	if !strings.HasPrefix(msg.Subject, "Reminder: ") || !strings.Contains(msg.Text, "has not been enrolled yet") {
+		t.Errorf("reminder: %+v", msg)
+	}
+}
