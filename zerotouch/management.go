@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	am "google.golang.org/api/androidmanagement/v1"
@@ -258,6 +257,3 @@ func TokenFromQR(payload []byte) (string, error) {
 	}
 	return p.Extras[ExtraEnrollmentToken], nil
 }
-
-// shortName is the last element of a resource name.
-func shortName(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	dp "google.golang.org/api/androiddeviceprovisioning/v1"
 	"google.golang.org/api/option"
@@ -221,12 +220,4 @@ func (p *Provisioning) Remove(ctx context.Context, id DeviceID) error {
 		return p.svc.Customers.Devices.RemoveConfiguration(p.customer, &dp.CustomerRemoveConfigurationRequest{Device: ref}).Context(ctx).Do()
 	})
 	return err
-}
-
-// Serial and IMEI of a claimed device, upper-cased as records key them.
-func DeviceSerial(d *dp.Device) string {
-	if d.DeviceIdentifier == nil {
-		return ""
-	}
-	return strings.ToUpper(d.DeviceIdentifier.SerialNumber)
 }

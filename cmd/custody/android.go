@@ -122,25 +122,6 @@ func (s *server) androidNow(w http.ResponseWriter) (*enroll.Android, *androidCon
 	return s.android.a, s.android.cfg, true
 }
 
-// googleError writes the response for an error of a Google call.
-func (s *server) googleError(w http.ResponseWriter, err error) bool {
-	var ge *zerotouch.Error
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, enroll.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, enroll.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.As(err, &ge):
-		writeError(w, http.StatusBadGateway, "Google refused the request: "+err.Error())
-	default:
-		s.log.Error("android", "err", err)
-		writeError(w, http.StatusBadGateway, "Google could not be reached: "+err.Error())
-	}
-	return true
-}
-
 type androidBindRequest struct {
 	Enterprise      string `json:"enterprise,omitempty"`
 	ProjectID       string `json:"project_id,omitempty"`
@@ -198,18 +179,18 @@ func (s *server) androidBind(w http.ResponseWriter, r *http.Request) {
 	out := androidStatusJSON{Customer: cfg.Customer, PushURL: s.pushURL(cfg)}
 	if cfg.Enterprise == "" {
 		su, err := a.Management.SignupURL(r.Context(), cfg.ProjectID, s.baseURL+"/android/callback", "")
-		if s.googleError(w, err) {
+		if s.failed(w, err) {
 			return
 		}
 		cfg.PendingSignup = su.Name
 		out.SignupURL = su.Url
 	} else {
 		ent, err := a.Management.GetEnterprise(r.Context())
-		if s.googleError(w, err) {
+		if s.failed(w, err) {
 			return
 		}
 		out.Enterprise, out.DisplayName = ent.Name, ent.EnterpriseDisplayName
-		if out.Policies, err = a.SyncPolicies(r.Context()); s.googleError(w, err) {
+		if out.Policies, err = a.SyncPolicies(r.Context()); s.failed(w, err) {
 			return
 		}
 	}
@@ -283,7 +264,7 @@ func (s *server) androidToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	t, err := a.Token(r.Context(), req.Serial, req.Email, ttl)
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	s.log.Info("android: token minted", "name", t.Name, "for", t.For, "policy", t.Policy)
@@ -298,11 +279,11 @@ func (s *server) androidSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	policies, err := a.SyncPolicies(r.Context())
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	seen, refused, err := a.Sync(r.Context())
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"policies": policies, "devices": seen, "refused": refused})
@@ -351,12 +332,12 @@ func (s *server) zeroTouchConfigure(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := a.Management.CreateToken(r.Context(), zerotouch.TokenSpec{PolicyID: enroll.DefaultAndroidPolicy,
 		Duration: 365 * 24 * time.Hour, PersonalUsage: zerotouch.PersonalUsageDisallowed, AdditionalData: enroll.SourceZeroTouch})
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	c, err := a.Provisioning.CreateConfiguration(r.Context(), zerotouch.ConfigSpec{Name: req.Name, Company: req.Company,
 		ContactEmail: req.Email, ContactPhone: req.Phone, Message: req.Message, TokenValue: tok.Value, Default: req.Default})
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	s.android.mu.Lock()
@@ -408,7 +389,7 @@ func (s *server) zeroTouchApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -432,7 +413,7 @@ func (s *server) zeroTouchSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := a.SyncZeroTouch(r.Context(), req.Group)
-	if s.googleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"devices": n})
@@ -447,7 +428,7 @@ func (s *server) androidCommand(w http.ResponseWriter, r *http.Request, a *enrol
 	for _, sn := range serials {
 		if requestType == "WIPE" || requestType == "EraseDevice" {
 			err := a.Wipe(r.Context(), sn, "Wiped by the administrator")
-			if s.googleError(w, err) {
+			if s.failed(w, err) {
 				return
 			}
 			out[sn] = "wiped"
@@ -463,7 +444,7 @@ func (s *server) androidCommand(w http.ResponseWriter, r *http.Request, a *enrol
 		}
 		c.Type = requestType
 		op, err := a.Command(r.Context(), sn, &c)
-		if s.googleError(w, err) {
+		if s.failed(w, err) {
 			return
 		}
 		out[sn] = op.Name

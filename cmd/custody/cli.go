@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,30 +89,38 @@ func (c *apiClient) call(cmd *cobra.Command, method, path string, in, out any) e
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	_, err = c.send(c.http, req, out)
+	return err
+}
+
+// send sends req with the admin token and decodes the JSON reply into out
+// (when out is not nil) for a 2xx status or one of accept; any other
+// status is the API's error message.
+func (c *apiClient) send(hc *http.Client, req *http.Request, out any, accept ...int) (int, error) {
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return err
+		return resp.StatusCode, err
 	}
-	if resp.StatusCode >= 300 {
+	if resp.StatusCode >= 300 && !slices.Contains(accept, resp.StatusCode) {
 		var e apiError
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+			return resp.StatusCode, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+		return resp.StatusCode, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
 	}
-	if out == nil {
-		return nil
+	if out == nil || len(data) == 0 {
+		return resp.StatusCode, nil
 	}
-	return json.Unmarshal(data, out)
+	return resp.StatusCode, json.Unmarshal(data, out)
 }
 
 func challengeCmd() *cobra.Command {

@@ -149,7 +149,7 @@ func (m *depManager) runner(name string) (*depRunner, error) {
 		if len(m.runners) == 0 {
 			return nil, fmt.Errorf("%w: no ADE server token uploaded", dep.ErrNotFound)
 		}
-		return nil, errors.New("several ADE server tokens: name one")
+		return nil, errSeveralTokens
 	}
 	if r := m.runners[name]; r != nil {
 		return r, nil
@@ -166,30 +166,6 @@ func (m *depManager) all() []*depRunner {
 	}
 	slices.SortFunc(out, func(a, b *depRunner) int { return strings.Compare(a.tok.Name, b.tok.Name) })
 	return out
-}
-
-// depError writes the response for an error of an ADE call and reports
-// whether there was one.
-func (s *server) depError(w http.ResponseWriter, err error) bool {
-	var apiErr *dep.Error
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, dep.ErrNotFound), errors.Is(err, enroll.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, dep.ErrTokenFormat), errors.Is(err, dep.ErrTokenDecrypt), errors.Is(err, enroll.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, dep.ErrBadToken):
-		writeError(w, http.StatusBadGateway, "Apple refused the server token: "+err.Error())
-	case errors.As(err, &apiErr) && apiErr.StatusCode < 500:
-		writeError(w, http.StatusBadGateway, "Apple refused the request: "+err.Error())
-	case strings.HasPrefix(err.Error(), "several ADE"):
-		writeError(w, http.StatusBadRequest, err.Error())
-	default:
-		s.log.Error("ade", "err", err)
-		writeError(w, http.StatusBadGateway, "the device assignment service could not be reached: "+err.Error())
-	}
-	return true
 }
 
 func (s *server) depKeyPair(w http.ResponseWriter, r *http.Request) {
@@ -236,7 +212,7 @@ func (s *server) uploadDEPToken(w http.ResponseWriter, r *http.Request) {
 		}
 		oauth, err = dep.DecryptToken(req.Token, cert, key)
 	}
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	tok := &dep.Token{Name: req.Name, OAuth: *oauth, BaseURL: strings.TrimRight(req.BaseURL, "/"), Group: req.Group}
@@ -251,7 +227,7 @@ func (s *server) uploadDEPToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok.UpdatedAt = now
 	acct, err := s.dep.client(tok).Account(r.Context())
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	tok.Account = acct
@@ -360,11 +336,11 @@ func (s *server) depSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := s.dep.runner(req.Name)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	st, err := s.dep.sync(r.Context(), run, req.Full)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": run.tok.Name, "stats": st})
@@ -400,11 +376,11 @@ func (s *server) depDefineProfile(w http.ResponseWriter, r *http.Request) {
 		p.URL = s.baseURL + "/ade/enroll"
 	}
 	run, err := s.dep.runner(req.Name)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	res, err := run.client.DefineProfile(r.Context(), &p)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	run.mu.Lock()
@@ -449,7 +425,7 @@ func (s *server) depSerials(w http.ResponseWriter, r *http.Request) (*depSerials
 		req.Serials[i] = n
 	}
 	run, err := s.dep.runner(req.Name)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return nil, nil, false
 	}
 	return &req, run, true
@@ -472,7 +448,7 @@ func (s *server) depAssign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.ade.AssignProfile(r.Context(), run.client, profile, req.Serials)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"profile_uuid": profile, "devices": res})
@@ -485,7 +461,7 @@ func (s *server) depDisown(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.ade.Disown(r.Context(), run.client, req.Serials)
-	if s.depError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	s.log.Info("ade: disowned", "token", run.tok.Name, "results", res)
@@ -495,7 +471,7 @@ func (s *server) depDisown(w http.ResponseWriter, r *http.Request) {
 // resetRecord serves POST /api/v1/records/{serial}/reset.
 func (s *server) resetRecord(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.life.Reset(r.Context(), r.PathValue("serial"))
-	if s.lifecycleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	s.log.Info("record reset", "serial", rec.Serial)

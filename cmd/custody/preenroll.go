@@ -352,29 +352,10 @@ func (s *server) addMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	queued, err := s.life.AddToGroup(r.Context(), r.PathValue("group"), req.Serials, req.Emails)
-	if s.lifecycleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"group": r.PathValue("group"), "queued_for": nonNil(queued)})
-}
-
-// lifecycleError writes the response for an error of the enroll
-// lifecycle and reports whether there was one.
-func (s *server) lifecycleError(w http.ResponseWriter, err error) bool {
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, enroll.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, mdm.ErrNotFound):
-		writeError(w, http.StatusConflict, "a record's enrollment is gone: "+err.Error())
-	case errors.Is(err, enroll.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error())
-	default:
-		s.log.Error("lifecycle", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not complete the request")
-	}
-	return true
 }
 
 func nonNil(s []string) []string {
@@ -510,12 +491,12 @@ func (s *server) createAssignment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	queued, err := s.life.Assign(r.Context(), a)
-	if s.lifecycleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	if a.Kind == enroll.AssignAndroidPolicy {
 		if android, _, ok := s.androidUnchecked(); ok && android.Management.EnterpriseName() != "" {
-			if _, err := android.SyncPolicies(r.Context()); s.googleError(w, err) {
+			if _, err := android.SyncPolicies(r.Context()); s.failed(w, err) {
 				return
 			}
 		}
@@ -545,7 +526,7 @@ func (s *server) listAssignments(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) deleteAssignment(w http.ResponseWriter, r *http.Request) {
 	err := s.db.Assignments().DeleteAssignment(r.Context(), r.PathValue("id"))
-	if s.lifecycleError(w, err) {
+	if s.failed(w, err) {
 		return
 	}
 	s.log.Info("assignment deleted", "id", r.PathValue("id"))

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -37,29 +36,13 @@ func (c *apiClient) upload(cmd *cobra.Command, path, contentType string, body io
 		return 0, err
 	}
 	req.ContentLength = size
-	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", contentType)
 	// No overall timeout: a large file takes as long as it takes.
 	hc := *c.http
 	hc.Timeout = 0
-	resp, err := hc.Do(req)
+	status, err := c.send(&hc, req, out, accept...)
 	bar.Finish()
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 && !slices.Contains(accept, resp.StatusCode) {
-		var e apiError
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return resp.StatusCode, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return resp.StatusCode, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	return resp.StatusCode, json.Unmarshal(data, out)
+	return status, err
 }
 
 // importCmd is `custody preenroll import` and `custody users import`.

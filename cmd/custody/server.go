@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,10 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
+	"github.com/custodymdm/custody/zerotouch"
 )
 
 // maxAPIBody caps admin API request bodies.
@@ -275,6 +278,42 @@ func (s *server) requireToken(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 		}
 	})
+}
+
+// errSeveralTokens asks for a token's name where several are uploaded.
+var errSeveralTokens = errors.New("several ADE server tokens: name one")
+
+// failed writes the response for an error of the enrollment lifecycle or
+// of a call to Apple or Google, and reports whether there was one. It is
+// the one place that maps their errors to HTTP statuses.
+func (s *server) failed(w http.ResponseWriter, err error) bool {
+	var appleErr *dep.Error
+	var googleErr *zerotouch.Error
+	var netErr *url.Error
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, enroll.ErrNotFound), errors.Is(err, dep.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, enroll.ErrInvalid), errors.Is(err, dep.ErrTokenFormat), errors.Is(err, dep.ErrTokenDecrypt),
+		errors.Is(err, errSeveralTokens):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, mdm.ErrNotFound):
+		writeError(w, http.StatusConflict, "a record's enrollment is gone: "+err.Error())
+	case errors.Is(err, dep.ErrBadToken):
+		writeError(w, http.StatusBadGateway, "Apple refused the server token: "+err.Error())
+	case errors.As(err, &appleErr):
+		writeError(w, http.StatusBadGateway, "Apple refused the request: "+err.Error())
+	case errors.As(err, &googleErr):
+		writeError(w, http.StatusBadGateway, "Google refused the request: "+err.Error())
+	case errors.As(err, &netErr):
+		s.log.Warn("upstream unreachable", "err", err)
+		writeError(w, http.StatusBadGateway, "the service could not be reached: "+err.Error())
+	default:
+		s.log.Error("request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not complete the request")
+	}
+	return true
 }
 
 type apiError struct {
