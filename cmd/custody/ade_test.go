@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -160,9 +161,19 @@ func TestADEEndToEnd(t *testing.T) {
 	if _, err := mdmtest.EnrollADE(context.Background(), url+"/ade/enroll", mdmtest.EnrollOptions{SerialNumber: "STRANGER1"}); !refused(err) {
 		t.Errorf("unknown serial with the restriction on: %v, want 403", err)
 	}
-	// Garbage is a 400.
+	// A GET is a 405; a body that is not signed MachineInfo is a 400.
 	if _, err := mdmtest.Enroll(context.Background(), url+"/ade/enroll", mdmtest.EnrollOptions{}); err == nil {
 		t.Error("GET of the ADE endpoint served a profile")
+	}
+	for _, body := range []string{"", "not CMS", "<plist><dict><key>SERIAL</key><string>ADE00000003</string></dict></plist>"} {
+		resp, err := http.Post(url+"/ade/enroll", "application/pkcs7-signature", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("MachineInfo %q: HTTP %d, want 400", body, resp.StatusCode)
+		}
 	}
 
 	// Changes in Apple Business Manager reach the records.

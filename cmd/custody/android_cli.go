@@ -32,11 +32,7 @@ prints, so enrollments, status reports and command results arrive at once.`,
 		Use:   "bind (--enterprise enterprises/ID | --project PROJECT)",
 		Short: "Bind to an Android Management API enterprise (or sign one up)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var st androidStatusJSON
 			if err := c.call(cmd, http.MethodPost, "/api/v1/android/bind", req, &st); err != nil {
 				return err
@@ -49,7 +45,7 @@ prints, so enrollments, status reports and command results arrive at once.`,
 			}
 			fmt.Fprintf(out, "Pub/Sub push URL: %s\n", st.PushURL)
 			return nil
-		},
+		}),
 	}
 	bind.Flags().StringVar(&req.Enterprise, "enterprise", "", "an existing enterprise (enterprises/ID)")
 	bind.Flags().StringVar(&req.ProjectID, "project", "", "the Google Cloud project, to sign up a new enterprise")
@@ -63,11 +59,7 @@ prints, so enrollments, status reports and command results arrive at once.`,
 		Use:   "token (--serial S | --email E) [--png FILE]",
 		Short: "Mint an enrollment token for a record or a user: its QR code and link",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			r := androidTokenRequest{Serial: serial, Email: email}
 			if ttl != 0 {
 				r.TTL = ttl.String()
@@ -87,7 +79,7 @@ prints, so enrollments, status reports and command results arrive at once.`,
 				fmt.Fprintf(out, "QR code written to %s\n", png)
 			}
 			return nil
-		},
+		}),
 	}
 	token.Flags().StringVar(&serial, "serial", "", "a pre-enrolled Android record's serial number")
 	token.Flags().StringVar(&email, "email", "", "a user, for a personal device's work profile")
@@ -98,18 +90,14 @@ prints, so enrollments, status reports and command results arrive at once.`,
 		Use:   "sync",
 		Short: "Put the group policies and match every device to its record",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var res map[string]int
 			if err := c.call(cmd, http.MethodPost, "/api/v1/android/sync", struct{}{}, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d policies put; %d devices seen, %d refused and deleted\n", res["policies"], res["devices"], res["refused"])
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(bind, token, syncCmd)
 	return cmd
@@ -126,18 +114,14 @@ func zeroTouchCmd() *cobra.Command {
 		Use:   "configure --name N --company C",
 		Short: "Create the zero-touch configuration devices enrol with at first boot",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var res map[string]string
 			if err := c.call(cmd, http.MethodPost, "/api/v1/zerotouch/configurations", cfg, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "configuration %s (token %s)\n", res["configuration"], res["token"])
 			return nil
-		},
+		}),
 	}
 	configure.Flags().StringVar(&cfg.Name, "name", "", "the configuration's name")
 	configure.Flags().StringVar(&cfg.Company, "company", "", "the company name users see at setup")
@@ -151,11 +135,7 @@ func zeroTouchCmd() *cobra.Command {
 		Use:   "apply (--serial S [--manufacturer M] | --imei I)",
 		Short: "Apply the configuration to a claimed device (or --remove it)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			if ap.Serial == "" && ap.IMEI == "" {
 				return errors.New("give --serial or --imei")
 			}
@@ -168,7 +148,7 @@ func zeroTouchCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "configuration %s\n", what)
 			return nil
-		},
+		}),
 	}
 	apply.Flags().StringVar(&ap.Serial, "serial", "", "the device's serial number")
 	apply.Flags().StringVar(&ap.Manufacturer, "manufacturer", "", "the device's manufacturer (with --serial)")
@@ -181,18 +161,14 @@ func zeroTouchCmd() *cobra.Command {
 		Use:   "sync [--group G]",
 		Short: "Turn the customer's zero-touch devices into pre-enrollment records",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var res map[string]int
 			if err := c.call(cmd, http.MethodPost, "/api/v1/zerotouch/sync", map[string]string{"group": group}, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d zero-touch devices\n", res["devices"])
 			return nil
-		},
+		}),
 	}
 	syncCmd.Flags().StringVar(&group, "group", "", "put new records in this group")
 	cmd.AddCommand(configure, apply, syncCmd)

@@ -135,11 +135,7 @@ func challengeCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the challenge is valid (default 24h)")
 	cmd.Flags().StringVar(&note, "note", "", "note stored with the challenge")
 	cmd.Flags().StringVar(&mintedFor, "for", "", "id of what the challenge is for, recorded in the issued certificate")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 		req := challengeRequest{Note: note, For: mintedFor}
 		if ttl != 0 {
 			req.TTL = ttl.String()
@@ -151,7 +147,7 @@ func challengeCmd() *cobra.Command {
 		fmt.Fprintln(cmd.OutOrStdout(), resp.Challenge)
 		fmt.Fprintf(cmd.ErrOrStderr(), "challenge %s, valid until %s\n", resp.ID, resp.ExpiresAt.Local().Format(time.RFC3339))
 		return nil
-	}
+	})
 	return cmd
 }
 
@@ -163,11 +159,7 @@ func certsCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List issued certificates",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Certs []certJSON `json:"certs"`
 			}
@@ -192,18 +184,14 @@ func certsCmd() *cobra.Command {
 					cert.NotAfter.Local().Format(time.DateOnly), revoked, authorised)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	revoke := &cobra.Command{
 		Use:   "revoke FINGERPRINT",
 		Short: "Revoke a certificate by its SHA-256 fingerprint",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			fp, ok := normalizeFingerprint(args[0])
 			if !ok {
 				return fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits)", args[0])
@@ -214,7 +202,7 @@ func certsCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s)\n", cert.Fingerprint, cert.Subject)
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(list, revoke)
 	return cmd
@@ -229,11 +217,7 @@ func enrollCmd() *cobra.Command {
 		Use:   "new",
 		Short: "Print a one-time enrollment URL serving a signed profile",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			req := enrollmentRequest{Note: note, For: mintedFor}
 			if ttl != 0 {
 				req.TTL = ttl.String()
@@ -245,7 +229,7 @@ func enrollCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), resp.URL)
 			fmt.Fprintf(cmd.ErrOrStderr(), "enrollment %s, valid until %s\n", resp.ID, resp.ExpiresAt.Local().Format(time.RFC3339))
 			return nil
-		},
+		}),
 	}
 	newCmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the link is valid (default 168h)")
 	newCmd.Flags().StringVar(&note, "note", "", "note stored with the link")
@@ -261,11 +245,7 @@ for that link, so the device's certificate, its enrollment and the record
 are linked; a device that enrols with it under another serial number (or,
 for a user's link, one of another user's records) is refused.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			req := linkRequest{Serial: serial, Email: email, Note: note}
 			if ttl != 0 {
 				req.TTL = ttl.String()
@@ -277,7 +257,7 @@ for a user's link, one of another user's records) is refused.`,
 			fmt.Fprintln(cmd.OutOrStdout(), resp.URL)
 			fmt.Fprintf(cmd.ErrOrStderr(), "enrollment %s for %s, valid until %s\n", resp.ID, resp.For, resp.ExpiresAt.Local().Format(time.RFC3339))
 			return nil
-		},
+		}),
 	}
 	urlCmd.Flags().StringVar(&serial, "serial", "", "serial number of a pre-enrollment record")
 	urlCmd.Flags().StringVar(&email, "email", "", "email of a user")
@@ -285,4 +265,16 @@ for a user's link, one of another user's records) is refused.`,
 	urlCmd.Flags().StringVar(&note, "note", "", "note stored with the link")
 	cmd.AddCommand(newCmd, urlCmd)
 	return cmd
+}
+
+// withClient adapts a command that calls the admin API: it gets the
+// client from the command's API flags before running fn.
+func withClient(client func() (*apiClient, error), fn func(cmd *cobra.Command, c *apiClient, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := client()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, c, args)
+	}
 }

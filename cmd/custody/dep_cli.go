@@ -34,11 +34,7 @@ token's default profile.`,
 		Use:   "keypair",
 		Short: "Print the PEM certificate to upload to Apple Business Manager (created on first use)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				PEM string `json:"pem"`
 			}
@@ -47,7 +43,7 @@ token's default profile.`,
 			}
 			fmt.Fprint(cmd.OutOrStdout(), resp.PEM)
 			return nil
-		},
+		}),
 	}
 
 	var name, tokenName, baseURL, group string
@@ -56,11 +52,7 @@ token's default profile.`,
 		Use:   "upload FILE",
 		Short: "Store a server token: the .p7m from Apple Business Manager, or a decrypted JSON token",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			data, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -73,7 +65,7 @@ token's default profile.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "token %s: server %q of %s, valid until %s\n", st.Name, st.Server, st.Org,
 				st.TokenExpiry.Local().Format(time.DateOnly))
 			return nil
-		},
+		}),
 	}
 	upload.Flags().StringVar(&tokenName, "name", "abm", "a name for the token")
 	upload.Flags().StringVar(&baseURL, "base-url", "", "call this URL instead of Apple's (a simulator or a proxy)")
@@ -85,11 +77,7 @@ token's default profile.`,
 		Use:   "status",
 		Short: "Tokens, accounts, last sync, cursor age and device counts",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Tokens []depStatusJSON `json:"tokens"`
 			}
@@ -129,7 +117,7 @@ token's default profile.`,
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -138,11 +126,7 @@ token's default profile.`,
 		Use:   "sync",
 		Short: "Sync a token's devices now",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Name  string          `json:"name"`
 				Stats enroll.ADEStats `json:"stats"`
@@ -158,7 +142,7 @@ token's default profile.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, %d pages: %d fetched, %d added, %d modified, %d deleted; default profile assigned to %d (%d failed)\n",
 				resp.Name, kind, st.Pages, st.Fetched, st.Added, st.Modified, st.Deleted, st.Assigned, st.AssignFailed)
 			return nil
-		},
+		}),
 	}
 	syncCmd.Flags().StringVar(&name, "name", "", "the token (needed when there are several)")
 	syncCmd.Flags().BoolVar(&full, "full", false, "fetch every device again rather than the changes")
@@ -174,11 +158,7 @@ defaults to this server's /ade/enroll, where devices send their MachineInfo.
 The first profile defined for a token, or one defined with --default, is
 assigned to the token's new devices.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			data, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -201,7 +181,7 @@ assigned to the token's new devices.`,
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "profile %s %s (url %s)\n", resp.ProfileUUID, what, resp.URL)
 			return nil
-		},
+		}),
 	}
 	define.Flags().StringVar(&name, "name", "", "the token (needed when there are several)")
 	define.Flags().BoolVar(&makeDefault, "default", false, "make it the profile new devices get")
@@ -222,11 +202,7 @@ assigned to the token's new devices.`,
 		Use:   "assign --serial S...",
 		Short: "Assign a profile (the token's default unless --profile) to devices",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Devices map[string]string `json:"devices"`
 			}
@@ -235,7 +211,7 @@ assigned to the token's new devices.`,
 			}
 			printResults(cmd, resp.Devices)
 			return nil
-		},
+		}),
 	}
 	assign.Flags().StringArrayVar(&serials, "serial", nil, "a device's serial number (repeatable)")
 	assign.Flags().StringVar(&profileUUID, "profile", "", "the profile UUID (default: the token's default profile)")
@@ -246,11 +222,7 @@ assigned to the token's new devices.`,
 		Use:   "disown --serial S...",
 		Short: "Release devices from the organisation in Apple Business Manager (cannot be undone)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Devices map[string]string `json:"devices"`
 			}
@@ -259,7 +231,7 @@ assigned to the token's new devices.`,
 			}
 			printResults(cmd, resp.Devices)
 			return nil
-		},
+		}),
 	}
 	disown.Flags().StringArrayVar(&serials, "serial", nil, "a device's serial number (repeatable)")
 	disown.Flags().StringVar(&name, "name", "", "the token (needed when there are several)")

@@ -28,11 +28,7 @@ it has enrolled, then enrolled devices and user channels without a record.
 --status (pre-approved, invited, enrolled, unenrolled, wipe-pending, wiped)
 and --group filter it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			q := url.Values{}
 			if status != "" {
 				q.Set("status", status)
@@ -60,7 +56,7 @@ and --group filter it.`,
 					orDash(d.UserEmail), orDash(strings.Join(d.Groups, ",")), id, orDash(d.Model), orDash(d.OSVersion))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	list.Flags().StringVar(&status, "status", "", "only devices with this status")
@@ -70,11 +66,7 @@ and --group filter it.`,
 		Use:   "show SERIAL|ID",
 		Short: "Show one device by serial number or enrollment ID",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			var d inventoryJSON
 			if err := c.call(cmd, http.MethodGet, "/api/v1/inventory/"+url.PathEscape(args[0]), nil, &d); err != nil {
 				return err
@@ -84,7 +76,7 @@ and --group filter it.`,
 			}
 			printDevice(cmd, &d)
 			return nil
-		},
+		}),
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 	cmd.AddCommand(list, show)
@@ -166,11 +158,7 @@ RequestType included.`,
 	cmd.Flags().StringArrayVar(&params, "param", nil, "a command key as KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&plistFile, "plist", "", "a plist file with the command dictionary")
 	cmd.Flags().BoolVar(&noPush, "no-push", false, "queue without pushing; devices fetch at their next check-in")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 		var dict map[string]any
 		switch {
 		case plistFile != "" && (requestType != "" || len(params) > 0):
@@ -186,6 +174,7 @@ RequestType included.`,
 		case requestType == "":
 			return fmt.Errorf("give --type or --plist")
 		default:
+			var err error
 			if dict, err = parseParams(params); err != nil {
 				return err
 			}
@@ -202,7 +191,7 @@ RequestType included.`,
 		fmt.Fprintln(cmd.OutOrStdout(), resp.CommandUUID)
 		reportPushes(cmd, resp.Pushes)
 		return nil
-	}
+	})
 	return cmd
 }
 
@@ -250,11 +239,7 @@ func commandsCmd() *cobra.Command {
 	}
 	client := addAPIFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON, results with their plists")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 		var resp struct {
 			Queue   []queuedJSON `json:"queue"`
 			Results []resultJSON `json:"results"`
@@ -278,7 +263,7 @@ func commandsCmd() *cobra.Command {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.CommandUUID, r.RequestType, r.Status, r.ReceivedAt.Local().Format(time.DateTime))
 		}
 		return tw.Flush()
-	}
+	})
 	return cmd
 }
 
@@ -301,11 +286,7 @@ func pushCmd() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 	}
 	client := addAPIFlags(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 		var resp struct {
 			Results []pushResultJSON `json:"results"`
 		}
@@ -321,7 +302,7 @@ func pushCmd() *cobra.Command {
 			return fmt.Errorf("%d of %d pushes failed", failed, len(resp.Results))
 		}
 		return nil
-	}
+	})
 	return cmd
 }
 
@@ -333,11 +314,7 @@ func pushCertCmd() *cobra.Command {
 		Use:   "upload FILE",
 		Short: "Upload the MDM push certificate (PEM with its key, or .p12)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			data, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -361,7 +338,7 @@ func pushCertCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "push certificate for topic %s, valid until %s\n", resp.Topic, resp.NotAfter)
 			return nil
-		},
+		}),
 	}
 	upload.Flags().StringVar(&passwordFile, "password-file", "", "file holding the .p12 (or encrypted key) password")
 	cmd.AddCommand(upload)

@@ -19,11 +19,7 @@ func mailCmd() *cobra.Command {
 		Use:   "set --host H --port P --tls none|starttls|tls --from ADDR [--user U --password-file F] [--ca-file F]",
 		Short: "Store the SMTP settings (the password is encrypted at rest)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			if passwordFile != "" {
 				p, err := os.ReadFile(passwordFile)
 				if err != nil {
@@ -46,7 +42,7 @@ func mailCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "mail through %s:%d (%s) from %s\n", st.Host, st.Port, st.TLS, st.From)
 			return nil
-		},
+		}),
 	}
 	f := set.Flags()
 	f.StringVar(&req.Host, "host", "", "SMTP server host name")
@@ -63,17 +59,13 @@ func mailCmd() *cobra.Command {
 		Use:   "test --to ADDR [--subject S] [--message M]",
 		Short: "Send a test mail; on failure print the server's reply",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			if err := c.call(cmd, http.MethodPost, "/api/v1/mail/test", tr, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "test mail sent to %s\n", tr.To)
 			return nil
-		},
+		}),
 	}
 	test.Flags().StringVar(&tr.To, "to", "", "recipient")
 	test.Flags().StringVar(&tr.Subject, "subject", "", "subject")
@@ -82,17 +74,13 @@ func mailCmd() *cobra.Command {
 		Use:   "show",
 		Short: "Show the SMTP settings (not the password)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var st mailJSON
 			if err := c.call(cmd, http.MethodGet, "/api/v1/mail", nil, &st); err != nil {
 				return err
 			}
 			return printJSON(cmd, st)
-		},
+		}),
 	}
 	cmd.AddCommand(set, test, show)
 	return cmd

@@ -68,11 +68,7 @@ bad row writes nothing, unless --skip-invalid, which writes the good rows.
 The import is one transaction: interrupted, it writes all of the file or
 nothing. Importing a file again updates what changed and duplicates nothing.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			q := url.Values{}
 			for _, g := range groups {
 				q.Add("group", g)
@@ -117,7 +113,7 @@ nothing. Importing a file again updates what changed and duplicates nothing.`,
 				return fmt.Errorf("%d bad rows: nothing imported (fix them, or use --skip-invalid to import the %d good rows)", len(res.Errors), res.Rows)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVar(&groups, "group", nil, "add every row to this group (repeatable)")
 	cmd.Flags().StringArrayVar(&maps, "map", nil, "map a column to a field, as COLUMN=FIELD (repeatable)")
@@ -176,18 +172,14 @@ func preenrollCmd() *cobra.Command {
 certificate, enrollment), keeping its history. An enrolled record refuses a
 new ADE enrollment of its serial (a replayed MachineInfo) until it is reset.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			var row inventoryJSON
 			if err := c.call(cmd, http.MethodPost, "/api/v1/records/"+url.PathEscape(args[0])+"/reset", nil, &row); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s is %s\n", row.Serial, row.Status)
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(importCmd(client, false), sample, reset)
 	return cmd
@@ -260,18 +252,14 @@ func settingsCmd() *cobra.Command {
 		Use:   "set NAME VALUE",
 		Short: "Change one setting",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			var values map[string]string
 			if err := c.call(cmd, http.MethodPatch, "/api/v1/settings", map[string]string{args[0]: args[1]}, &values); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s = %s\n", args[0], values[args[0]])
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(list, get, set)
 	return cmd
@@ -285,11 +273,7 @@ func groupsCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List groups with their members and assignments",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Groups []groupJSON `json:"groups"`
 			}
@@ -305,7 +289,7 @@ func groupsCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", g.Name, g.Records, g.Enrolled, g.Users, g.Assignments)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	var serials, emails []string
@@ -313,22 +297,18 @@ func groupsCmd() *cobra.Command {
 		Use:   "add GROUP (--serial S | --email E)...",
 		Short: "Add records and users to a group; enrolled devices get its assignments at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			var resp struct {
 				QueuedFor []string `json:"queued_for"`
 			}
-			err = c.call(cmd, http.MethodPost, "/api/v1/groups/"+url.PathEscape(args[0])+"/members", membersRequest{Serials: serials, Emails: emails}, &resp)
+			err := c.call(cmd, http.MethodPost, "/api/v1/groups/"+url.PathEscape(args[0])+"/members", membersRequest{Serials: serials, Emails: emails}, &resp)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %d records and %d users to %s; assignments queued for %d enrolled devices\n",
 				len(serials), len(emails), args[0], len(resp.QueuedFor))
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringArrayVar(&serials, "serial", nil, "serial number of a record (repeatable)")
 	add.Flags().StringArrayVar(&emails, "email", nil, "email of a user (repeatable)")
@@ -352,12 +332,9 @@ signed with the server's profile-signing identity when they are installed.`,
 		Use:   "add GROUP (--profile FILE.mobileconfig | --type REQUESTTYPE [--param KEY=VALUE...] | --plist FILE | --android-policy FILE.json)",
 		Short: "Assign a profile, a command or an Android policy to a group",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			req := assignmentRequest{Group: args[0]}
+			var err error
 			switch {
 			case androidPolicy != "" && (profile != "" || requestType != "" || plistFile != ""):
 				return errors.New("give --android-policy, --profile or a command, one of them")
@@ -399,7 +376,7 @@ signed with the server's profile-signing identity when they are installed.`,
 			fmt.Fprintln(cmd.OutOrStdout(), a.ID)
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s %s assigned to %s; queued now for %d enrolled devices\n", a.Kind, a.Name, a.Group, len(a.QueuedFor))
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&profile, "profile", "", "a .mobileconfig file (signed or not)")
 	add.Flags().StringVar(&requestType, "type", "", "a command's RequestType")
@@ -412,11 +389,7 @@ signed with the server's profile-signing identity when they are installed.`,
 		Use:   "list",
 		Short: "List assignments",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, _ []string) error {
 			var resp struct {
 				Assignments []assignmentJSON `json:"assignments"`
 			}
@@ -432,7 +405,7 @@ signed with the server's profile-signing identity when they are installed.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Group, a.Kind, a.Name, a.CreatedAt.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().StringVar(&group, "group", "", "only this group's")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -440,13 +413,9 @@ signed with the server's profile-signing identity when they are installed.`,
 		Use:   "delete ID",
 		Short: "Delete an assignment (devices that have it keep it)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			return c.call(cmd, http.MethodDelete, "/api/v1/assignments/"+url.PathEscape(args[0]), nil, nil)
-		},
+		}),
 	}
 	cmd.AddCommand(add, list, del)
 	return cmd

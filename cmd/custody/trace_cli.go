@@ -29,11 +29,7 @@ step happened.`,
 	}
 	client := addAPIFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = withClient(client, func(cmd *cobra.Command, c *apiClient, args []string) error {
 		var tr enroll.Trace
 		if err := c.call(cmd, http.MethodGet, "/api/v1/trace/"+url.PathEscape(args[0]), nil, &tr); err != nil {
 			return err
@@ -43,7 +39,7 @@ step happened.`,
 		}
 		printTrace(cmd.OutOrStdout(), &tr)
 		return nil
-	}
+	})
 	return cmd
 }
 
