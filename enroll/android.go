@@ -257,6 +257,9 @@ func (a *Android) Bind(ctx context.Context, d *am.Device) error {
 		}
 		return a.refuse(ctx, d, blame, refusal, now)
 	}
+	if rec != nil && rec.EnrollmentID == d.Name && rec.Status == StatusEnrolled {
+		return nil // bound already: a status report writes nothing
+	}
 	if rec == nil && hwSerial == "" {
 		return fmt.Errorf("enroll: android device %s reports no serial number", d.Name)
 	}
