@@ -191,6 +191,8 @@ type Step string
 const (
 	StepCreated       Step = "created"        // Note: the source
 	StepLinkMinted    Step = "link-minted"    // Token: an enrollment link minted for the record
+	StepInvited       Step = "invited"        // Token, Note: an invitation with that link went out (channel, address, ring)
+	StepReminded      Step = "reminded"       // Token, Note: a reminder went out
 	StepAuthenticated Step = "authenticated"  // Enrollment, Cert, Token: admitted at Authenticate
 	StepRefused       Step = "refused"        // Note: why an Authenticate was refused
 	StepEnrolled      Step = "enrolled"       // Enrollment: the first TokenUpdate

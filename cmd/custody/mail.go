@@ -216,6 +216,7 @@ func (s *server) testMail(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, err.Error())
 		return
 	}
+	defer m.Close()
 	if req.Subject == "" {
 		req.Subject = "Custody test mail"
 	}

@@ -13,14 +13,29 @@ import (
 
 // An Invitation is what an invitation or reminder mail says to one user.
 type Invitation struct {
-	Name     string    // the user's name
-	Email    string    // the recipient
-	Link     string    // the one-time enrollment link
+	Name   string // the user's name
+	Email  string // the recipient
+	Mobile string // the user's mobile number, for channels that text
+	Link   string // the one-time enrollment link
+	// QR is what the QR code holds: the link when empty; for a
+	// company-owned Android device, the provisioning JSON its setup
+	// wizard scans.
+	QR       string
+	Device   string    // the pre-enrolled device's name, if any
 	Platform string    // ios, macos, android
 	Ring     string    // the ring (cohort) the user is in
 	Deadline time.Time // zero when there is none
 	HelpDesk string    // where to get help
 	Reminder bool      // a reminder rather than the first invitation
+	Overdue  bool      // the deadline has passed
+}
+
+// Kind is KindReminder or KindInvitation.
+func (inv *Invitation) Kind() string {
+	if inv.Reminder {
+		return KindReminder
+	}
+	return KindInvitation
 }
 
 // QRName is the content ID of the QR code image in an invitation's HTML
@@ -38,14 +53,16 @@ type Templates struct {
 // DefaultTemplates are the invitation an administrator gets until they
 // write their own.
 var DefaultTemplates = Templates{
-	Subject: `{{if .Reminder}}Reminder: {{end}}Enrol your device in Custody{{if not .Deadline.IsZero}} by {{.Deadline.Format "Mon 2 Jan"}}{{end}}`,
+	Subject: `{{if .Overdue}}Final reminder: {{else if .Reminder}}Reminder: {{end}}Enrol your device in Custody{{if and (not .Deadline.IsZero) (not .Overdue)}} by {{.Deadline.Format "Mon 2 Jan"}}{{end}}`,
 	Text: `Hello {{.Name}},
 
 {{if .Reminder}}Your device has not been enrolled yet. {{end}}Your organisation is moving device management to Custody.
-Open this link on the device you want to enrol (it works once):
+{{with .Device}}This invitation is for {{.}}. {{end}}Open this link on the device you want to enrol (it works once):
 
   {{.Link}}
-{{if not .Deadline.IsZero}}
+{{if .Overdue}}
+The deadline, {{.Deadline.Format "Monday 2 January 2006"}}, has passed: please enrol now.
+{{else if not .Deadline.IsZero}}
 Please enrol before {{.Deadline.Format "Monday 2 January 2006"}}.
 {{end}}{{if .HelpDesk}}
 Questions? {{.HelpDesk}}
@@ -54,11 +71,11 @@ Questions? {{.HelpDesk}}
 <html><body style="font-family: sans-serif">
 <p>Hello {{.Name}},</p>
 <p>{{if .Reminder}}Your device has not been enrolled yet. {{end}}Your organisation is moving device management to Custody.
-Open this link on the device you want to enrol (it works once):</p>
+{{with .Device}}This invitation is for {{.}}. {{end}}Open this link on the device you want to enrol (it works once):</p>
 <p><a href="{{.Link}}">{{.Link}}</a></p>
 <p>Or scan this code with the device's camera:</p>
 <p><img src="cid:` + QRName + `" alt="QR code of your enrollment link" width="256" height="256"></p>
-{{if not .Deadline.IsZero}}<p>Please enrol before <strong>{{.Deadline.Format "Monday 2 January 2006"}}</strong>.</p>{{end}}
+{{if .Overdue}}<p>The deadline, {{.Deadline.Format "Monday 2 January 2006"}}, has passed: please enrol now.</p>{{else if not .Deadline.IsZero}}<p>Please enrol before <strong>{{.Deadline.Format "Monday 2 January 2006"}}</strong>.</p>{{end}}
 {{if .HelpDesk}}<p>Questions? {{.HelpDesk}}</p>{{end}}
 </body></html>
 `,
@@ -104,13 +121,17 @@ func (r *Renderer) Render(inv *Invitation) (*Message, error) {
 		return nil, fmt.Errorf("campaign: text: %w", err)
 	}
 	msg := &Message{To: inv.Email, ToName: inv.Name, Subject: strings.TrimSpace(strings.ReplaceAll(subject.String(), "\n", " ")),
-		Text: text.String()}
+		Text: text.String(), Mobile: inv.Mobile, Link: inv.Link, Ring: inv.Ring, Kind: inv.Kind()}
 	if r.html != nil {
 		var html bytes.Buffer
 		if err := r.html.Execute(&html, inv); err != nil {
 			return nil, fmt.Errorf("campaign: HTML: %w", err)
 		}
-		png, err := qrcode.Encode(inv.Link, qrcode.Medium, 512)
+		qr := inv.QR
+		if qr == "" {
+			qr = inv.Link
+		}
+		png, err := qrcode.Encode(qr, qrcode.Medium, 512)
 		if err != nil {
 			return nil, fmt.Errorf("campaign: QR code: %w", err)
 		}

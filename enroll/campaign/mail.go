@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	"golang.org/x/time/rate"
 )
 
 // TLS modes of an SMTP server.
@@ -38,6 +40,12 @@ type MailSettings struct {
 	CAPEM []byte `json:"ca_pem,omitempty"`
 	// Timeout bounds connecting and each SMTP exchange (30 s when zero).
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Rate is the most messages sent per second (no limit when zero):
+	// what the organisation's server or its provider allows.
+	Rate float64 `json:"rate,omitempty"`
+	// PerConnection is how many messages one SMTP session carries before
+	// the mailer reconnects (DefaultPerConnection when zero).
+	PerConnection int `json:"per_connection,omitempty"`
 }
 
 // ErrMailSettings is returned for settings that cannot work.
@@ -52,6 +60,8 @@ func (s *MailSettings) Check() error {
 		return fmt.Errorf("%w: port %d", ErrMailSettings, s.Port)
 	case s.TLS != TLSNone && s.TLS != TLSStartTLS && s.TLS != TLSImplicit:
 		return fmt.Errorf("%w: tls %q (want none, starttls or tls)", ErrMailSettings, s.TLS)
+	case s.Rate < 0 || s.PerConnection < 0:
+		return fmt.Errorf("%w: rate and messages per connection cannot be negative", ErrMailSettings)
 	case s.Username != "" && s.Password == "":
 		return fmt.Errorf("%w: a user without a password", ErrMailSettings)
 	}
@@ -73,11 +83,25 @@ type Message struct {
 	Text    string
 	HTML    string // optional
 	Inline  map[string][]byte
+
+	// What channels other than mail use: the recipient's mobile number,
+	// the enrollment link, the ring and the kind of message.
+	Mobile, Link, Ring, Kind string
 }
 
-// A Mailer sends mail through one SMTP server.
+// DefaultPerConnection is how many messages an SMTP session carries
+// unless the settings say otherwise.
+const DefaultPerConnection = 100
+
+// A Mailer sends mail through one SMTP server, reusing its session. It is
+// safe for concurrent use; messages go out one at a time.
 type Mailer struct {
-	s MailSettings
+	s     MailSettings
+	limit *rate.Limiter
+
+	mu   sync.Mutex
+	c    *gomail.Client // the open session, if any
+	sent int            // messages sent in it
 }
 
 // NewMailer checks settings and returns a mailer.
@@ -85,7 +109,11 @@ func NewMailer(s MailSettings) (*Mailer, error) {
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
-	return &Mailer{s: s}, nil
+	m := &Mailer{s: s}
+	if s.Rate > 0 {
+		m.limit = rate.NewLimiter(rate.Limit(s.Rate), 1)
+	}
+	return m, nil
 }
 
 func (m *Mailer) client() (*gomail.Client, error) {
@@ -139,12 +167,17 @@ func (m *Mailer) message(msg *Message) (*gomail.Msg, error) {
 	return g, nil
 }
 
-// A SendError is a message the server refused, with its reply.
+// A SendError is a message the server (SMTP or webhook) did not take,
+// with its reply.
 type SendError struct {
-	Code      int    // the SMTP reply code (0 when the session failed before one)
+	Code      int    // the SMTP reply code or HTTP status (0 when there was none)
 	Enhanced  string // the enhanced status code (5.7.8...)
-	Temporary bool   // a 4xx reply: worth trying again later
-	Err       error
+	Temporary bool   // worth trying again later: a 4xx SMTP reply, an HTTP 429 or 5xx, a connection failure
+	// Unsent says the message certainly did not reach the server: it
+	// refused it with a reply, or no connection could be made. Otherwise
+	// (a connection lost during the exchange) it may have been delivered.
+	Unsent bool
+	Err    error
 }
 
 func (e *SendError) Error() string {
@@ -153,33 +186,92 @@ func (e *SendError) Error() string {
 		kind = "temporary"
 	}
 	if e.Code == 0 {
-		return fmt.Sprintf("campaign: sending mail: %v", e.Err)
+		return fmt.Sprintf("campaign: sending: %v", e.Err)
 	}
-	return fmt.Sprintf("campaign: the SMTP server refused the mail (%s, %d %s): %v", kind, e.Code, e.Enhanced, e.Err)
+	if e.Enhanced == "" {
+		return fmt.Sprintf("campaign: the server refused the message (%s, %d): %v", kind, e.Code, e.Err)
+	}
+	return fmt.Sprintf("campaign: the server refused the message (%s, %d %s): %v", kind, e.Code, e.Enhanced, e.Err)
 }
 
 func (e *SendError) Unwrap() error { return e.Err }
 
-// Send sends one message in its own SMTP session.
+// A Sender delivers messages through one channel: the SMTP server
+// (Mailer) or a webhook (Webhook). Send returns a *SendError for what the
+// server did not take.
+type Sender interface {
+	Send(ctx context.Context, msg *Message) error
+	Close() error
+}
+
+// Send sends one message, at most Rate per second, over an SMTP session
+// it keeps open for PerConnection messages.
 func (m *Mailer) Send(ctx context.Context, msg *Message) error {
-	c, err := m.client()
-	if err != nil {
-		return err
-	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	g, err := m.message(msg)
 	if err != nil {
 		return err
 	}
-	if err := c.DialAndSendWithContext(ctx, g); err != nil {
+	if m.limit != nil {
+		if err := m.limit.Wait(ctx); err != nil {
+			return &SendError{Temporary: true, Unsent: true, Err: err}
+		}
+	}
+	if m.c != nil && m.sent >= m.perConnection() {
+		m.hangUp()
+	}
+	if m.c == nil {
+		c, err := m.client()
+		if err != nil {
+			return err
+		}
+		if err := c.DialWithContext(ctx); err != nil {
+			se := sendError(err)
+			se.Unsent = true
+			if se.Code == 0 {
+				se.Temporary = true
+			}
+			return se
+		}
+		m.c, m.sent = c, 0
+	}
+	m.sent++
+	if err := m.c.Send(g); err != nil {
+		m.hangUp() // the session's state is unknown: start the next afresh
 		return sendError(err)
 	}
 	return nil
 }
 
-func sendError(err error) error {
+func (m *Mailer) perConnection() int {
+	if m.s.PerConnection > 0 {
+		return m.s.PerConnection
+	}
+	return DefaultPerConnection
+}
+
+func (m *Mailer) hangUp() {
+	if m.c != nil {
+		m.c.Close()
+		m.c = nil
+	}
+}
+
+// Close ends the SMTP session, if one is open.
+func (m *Mailer) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hangUp()
+	return nil
+}
+
+func sendError(err error) *SendError {
 	var se *gomail.SendError
 	if errors.As(err, &se) {
-		return &SendError{Code: se.ErrorCode(), Enhanced: se.EnhancedStatusCode(), Temporary: se.IsTemp(), Err: err}
+		code := se.ErrorCode()
+		return &SendError{Code: code, Enhanced: se.EnhancedStatusCode(), Temporary: se.IsTemp() || code == 0,
+			Unsent: code != 0, Err: err}
 	}
-	return &SendError{Err: err}
+	return &SendError{Temporary: true, Err: err}
 }

@@ -87,6 +87,7 @@ var allBuckets = [][]byte{
 	bucketEnrollments, bucketCertBinding, bucketCommands, bucketChannels,
 	bucketTokens, bucketTokenIDs, bucketRecords, bucketUsers, bucketAssignments, bucketSettings,
 	bucketChallengeIDs, bucketDEPTokens, bucketDEPCursors,
+	bucketRings, bucketJobs, bucketDeliveries,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

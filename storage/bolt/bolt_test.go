@@ -12,6 +12,7 @@ import (
 
 	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
+	"github.com/custodymdm/custody/enroll/campaign"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
@@ -129,5 +130,11 @@ func TestAssignmentStore(t *testing.T) {
 func TestDEPStore(t *testing.T) {
 	storagetest.RunDEP(t, func(t *testing.T) dep.Store {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).DEP()
+	})
+}
+
+func TestCampaignStore(t *testing.T) {
+	storagetest.RunCampaign(t, func(t *testing.T) campaign.Store {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).Campaigns()
 	})
 }

@@ -197,22 +197,7 @@ func (s *RecordStore) Users(ctx context.Context, fn func(*enroll.User) bool) err
 // each decodes every value of a bucket in key order into a new T and calls
 // fn until it returns false.
 func each[T any](ctx context.Context, db *bbolt.DB, bucket []byte, fn func(*T) bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucket).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			t := new(T)
-			if err := json.Unmarshal(v, t); err != nil {
-				return fmt.Errorf("bolt: %s %q: %w", bucket, k, err)
-			}
-			if !fn(t) {
-				return nil
-			}
-		}
-		return nil
-	})
+	return eachPrefix(ctx, db, bucket, nil, fn)
 }
 
 // AssignmentStore implements enroll.AssignmentStore.
