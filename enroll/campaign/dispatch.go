@@ -66,10 +66,12 @@ type Campaigns struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 
+	runMu   sync.Mutex // held by Run
 	mu      sync.Mutex
 	wake    chan struct{}
 	current *Job          // the job running, if any
 	stop    chan struct{} // closed to pause the current job
+	stopped chan struct{} // closed when the current job's run returns
 }
 
 func (c *Campaigns) log() *slog.Logger {
@@ -211,22 +213,24 @@ func (c *Campaigns) Resume(ctx context.Context, ring string, id int) (*Job, erro
 		j.State, j.Error, j.Finished = JobQueued, "", time.Time{}
 		return j, nil
 	})
-	if err == nil {
-		c.poke()
-	}
+	c.poke()
 	return j, err
 }
 
-// Pause stops a queued or running job after the message being sent; it
-// resumes with Resume (or Start).
+// Pause stops a queued or running job after the message being sent, and
+// returns once it has stopped; it resumes with Resume (or Start).
 func (c *Campaigns) Pause(ctx context.Context, ring string, id int) (*Job, error) {
+	var stopped chan struct{}
 	c.mu.Lock()
-	if c.current != nil && c.current.Ring == ring && c.current.ID == id && c.stop != nil {
-		close(c.stop)
-		c.stop = nil
+	if c.current != nil && c.current.Ring == ring && c.current.ID == id {
+		if c.stop != nil {
+			close(c.stop)
+			c.stop = nil
+		}
+		stopped = c.stopped
 	}
 	c.mu.Unlock()
-	return c.Store.UpdateJob(ctx, ring, id, func(j *Job) (*Job, error) {
+	j, err := c.Store.UpdateJob(ctx, ring, id, func(j *Job) (*Job, error) {
 		if j == nil {
 			return nil, fmt.Errorf("%w: ring %s has no job %d", enroll.ErrNotFound, ring, id)
 		}
@@ -236,6 +240,14 @@ func (c *Campaigns) Pause(ctx context.Context, ring string, id int) (*Job, error
 		j.State, j.Finished = JobPaused, c.now()
 		return j, nil
 	})
+	if stopped != nil {
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return j, err
 }
 
 // JobProgress counts a job's deliveries by state.
@@ -281,8 +293,14 @@ func (c *Campaigns) Progress(ctx context.Context, ring string, id int) (*JobProg
 // first (a running one is one the process was running when it stopped),
 // each until it is done, paused or failed; and, every minute, the
 // actions of rings whose deadline has passed. A job whose ring does not
-// open yet (NotBefore) waits.
+// open yet (NotBefore) waits. One Run at a time: a second returns at
+// once.
 func (c *Campaigns) Run(ctx context.Context) {
+	if !c.runMu.TryLock() {
+		c.log().Error("campaign runner already running")
+		return
+	}
+	defer c.runMu.Unlock()
 	c.poke()
 	if err := c.ActOnDeadlines(ctx); err != nil && ctx.Err() == nil {
 		c.log().Error("campaign deadline actions", "err", err)
@@ -360,14 +378,15 @@ type prepared struct {
 // this one. So a job stopped anywhere has at most one message whose fate
 // is unknown; resumed, it sends that one again and counts it in Sends.
 func (c *Campaigns) run(ctx context.Context, j *Job) (err error) {
-	stop := make(chan struct{})
+	stop, stopped := make(chan struct{}), make(chan struct{})
 	c.mu.Lock()
-	c.current, c.stop = j, stop
+	c.current, c.stop, c.stopped = j, stop, stopped
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.current, c.stop = nil, nil
+		c.current, c.stop, c.stopped = nil, nil, nil
 		c.mu.Unlock()
+		close(stopped)
 	}()
 	log := c.log().With("ring", j.Ring, "job", j.ID, "kind", j.Kind)
 

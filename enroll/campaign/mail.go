@@ -238,8 +238,11 @@ func (m *Mailer) Send(ctx context.Context, msg *Message) error {
 	}
 	m.sent++
 	if err := m.c.Send(g); err != nil {
-		m.hangUp() // the session's state is unknown: start the next afresh
-		return sendError(err)
+		se := sendError(err)
+		if se.Code == 0 {
+			m.hangUp() // the session's state is unknown: start the next afresh
+		}
+		return se
 	}
 	return nil
 }

@@ -39,10 +39,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	messages []Message
+	sessions int
+	deferred map[string]int // recipient → 451 replies still to give
+	delay    time.Duration
 }
 
 // Start starts a server for a test; it stops with the test. Recipients at
 // blocked.example are refused with 550 (relaying denied).
+//
+// Sessions, Defer and SetDelay let tests see connection reuse and make
+// the server greylist or slow.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{User: "mailer", Pass: "s3cret"}
@@ -69,6 +75,31 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// Defer makes the server answer the next n RCPT TO of an address with
+// 451 4.7.1 (greylisting), a temporary failure.
+func (s *Server) Defer(addr string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deferred == nil {
+		s.deferred = map[string]int{}
+	}
+	s.deferred[addr] = n
+}
+
+// SetDelay makes the server take d to accept each message.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Sessions returns how many SMTP sessions (connections) clients opened.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
 // Messages returns the accepted messages.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
@@ -77,7 +108,12 @@ func (s *Server) Messages() []Message {
 }
 
 // NewSession implements smtp.Backend.
-func (s *Server) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{srv: s}, nil }
+func (s *Server) NewSession(*smtp.Conn) (smtp.Session, error) {
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
+	return &session{srv: s}, nil
+}
 
 type session struct {
 	srv  *Server
@@ -109,6 +145,15 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if strings.HasSuffix(to, "@blocked.example") {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
 	}
+	s.srv.mu.Lock()
+	n := s.srv.deferred[to]
+	if n > 0 {
+		s.srv.deferred[to] = n - 1
+	}
+	s.srv.mu.Unlock()
+	if n > 0 {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, try again later"}
+	}
 	s.msg.To = append(s.msg.To, to)
 	return nil
 }
@@ -116,6 +161,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	s.msg.Data = string(b)
+	s.srv.mu.Lock()
+	delay := s.srv.delay
+	s.srv.mu.Unlock()
+	time.Sleep(delay)
 	s.srv.mu.Lock()
 	s.srv.messages = append(s.srv.messages, s.msg)
 	s.srv.mu.Unlock()
