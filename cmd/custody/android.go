@@ -65,26 +65,16 @@ type androidState struct {
 }
 
 func (d *dataDir) loadAndroid() (*androidConfig, error) {
-	data, err := os.ReadFile(d.file(fileAndroid))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var c androidConfig
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", fileAndroid, err)
+	ok, err := readJSONFile(d.file(fileAndroid), &c)
+	if err != nil || !ok {
+		return nil, err
 	}
 	return &c, nil
 }
 
 func (d *dataDir) saveAndroid(c *androidConfig) error {
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(d.file(fileAndroid), data, 0o600)
+	return writeJSONFile(d.file(fileAndroid), c)
 }
 
 // setAndroid builds the clients of a configuration and installs them.

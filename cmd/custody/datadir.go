@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custodymdm/custody/scep"
@@ -55,6 +56,8 @@ type dataDir struct {
 	adminToken string
 	topic      string // APNs topic devices subscribe to
 	created    bool   // initialised by this start
+
+	mu sync.Mutex // serialises read-modify-write of settings files
 }
 
 // openDataDir loads the data dir at path, initialising it on first use.
@@ -273,4 +276,29 @@ func (d *dataDir) loadTopic() (string, error) {
 	}
 	topic := fmt.Sprintf("com.apple.mgmt.External.%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 	return topic, writeFileAtomic(d.file(fileTopic), []byte(topic+"\n"), 0o644)
+}
+
+// readJSONFile decodes a data dir file; false when there is none.
+func readJSONFile(path string, v any) (bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return true, nil
+}
+
+// writeJSONFile writes a data dir file (readable by its owner only),
+// atomically.
+func writeJSONFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, data, 0o600)
 }

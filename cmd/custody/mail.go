@@ -4,7 +4,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,10 +23,43 @@ const (
 	fileSecretKey = "secret.key" // AES-256 key that encrypts secrets at rest
 )
 
-// storedMail is mail.json: the settings, the password sealed.
-type storedMail struct {
-	campaign.MailSettings
-	PasswordSealed []byte `json:"password_sealed,omitempty"` // AES-256-GCM: nonce then ciphertext
+// sealedSettings is a settings file whose one secret (a password, a
+// webhook's key) is kept sealed: AES-256-GCM under the data dir's secret
+// key, nonce then ciphertext, with the file's label as associated data.
+type sealedSettings[T any] struct {
+	Settings T      `json:"settings"`
+	Sealed   []byte `json:"secret_sealed,omitempty"`
+}
+
+// loadSealed reads a settings file and opens its secret into the field
+// secret points at; nil when there is no file.
+func loadSealed[T any](d *dataDir, name string, secret func(*T) *string) (*T, error) {
+	var st sealedSettings[T]
+	ok, err := readJSONFile(d.file(name), &st)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if len(st.Sealed) > 0 {
+		p, err := d.open(st.Sealed, []byte(name))
+		if err != nil {
+			return nil, fmt.Errorf("%s: the secret does not open with %s: %w", name, fileSecretKey, err)
+		}
+		*secret(&st.Settings) = string(p)
+	}
+	return &st.Settings, nil
+}
+
+// saveSealed writes a settings file with its secret sealed.
+func saveSealed[T any](d *dataDir, name string, v *T, secret func(*T) *string) error {
+	st := sealedSettings[T]{Settings: *v}
+	if p := *secret(v); p != "" {
+		sealed, err := d.seal([]byte(p), []byte(name))
+		if err != nil {
+			return err
+		}
+		st.Sealed = sealed
+	}
+	return writeJSONFile(d.file(name), &st)
 }
 
 // secretKey returns the data dir's secret key, creating it on first use.
@@ -83,46 +115,16 @@ func (d *dataDir) gcm() (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-var mailPasswordLabel = []byte("custody mail password")
+func mailPassword(s *campaign.MailSettings) *string { return &s.Password }
 
 // loadMail returns the mail settings with the password opened, or nil
 // when none are stored.
 func (d *dataDir) loadMail() (*campaign.MailSettings, error) {
-	data, err := os.ReadFile(d.file(fileMail))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var sm storedMail
-	if err := json.Unmarshal(data, &sm); err != nil {
-		return nil, fmt.Errorf("%s: %w", fileMail, err)
-	}
-	if len(sm.PasswordSealed) > 0 {
-		p, err := d.open(sm.PasswordSealed, mailPasswordLabel)
-		if err != nil {
-			return nil, fmt.Errorf("%s: the password does not open with %s: %w", fileMail, fileSecretKey, err)
-		}
-		sm.Password = string(p)
-	}
-	return &sm.MailSettings, nil
+	return loadSealed(d, fileMail, mailPassword)
 }
 
 func (d *dataDir) saveMail(s *campaign.MailSettings) error {
-	sm := storedMail{MailSettings: *s}
-	if s.Password != "" {
-		sealed, err := d.seal([]byte(s.Password), mailPasswordLabel)
-		if err != nil {
-			return err
-		}
-		sm.PasswordSealed = sealed
-	}
-	data, err := json.MarshalIndent(&sm, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(d.file(fileMail), data, 0o600)
+	return saveSealed(d, fileMail, s, mailPassword)
 }
 
 type mailRequest struct {
@@ -134,22 +136,28 @@ type mailRequest struct {
 	From     string `json:"from"`
 	FromName string `json:"from_name,omitempty"`
 	CAPEM    string `json:"ca_pem,omitempty"`
+	// Rate is the most messages per second (0: no limit); PerConnection
+	// how many one SMTP session carries (0: campaign.DefaultPerConnection).
+	Rate          float64 `json:"rate,omitempty"`
+	PerConnection int     `json:"per_connection,omitempty"`
 }
 
 type mailJSON struct {
-	Host        string `json:"host"`
-	Port        int    `json:"port"`
-	TLS         string `json:"tls"`
-	Username    string `json:"username,omitempty"`
-	HasPassword bool   `json:"has_password"`
-	From        string `json:"from"`
-	FromName    string `json:"from_name,omitempty"`
-	CustomCA    bool   `json:"custom_ca"`
+	Host          string  `json:"host"`
+	Port          int     `json:"port"`
+	TLS           string  `json:"tls"`
+	Username      string  `json:"username,omitempty"`
+	HasPassword   bool    `json:"has_password"`
+	From          string  `json:"from"`
+	FromName      string  `json:"from_name,omitempty"`
+	CustomCA      bool    `json:"custom_ca"`
+	Rate          float64 `json:"rate,omitempty"`
+	PerConnection int     `json:"per_connection,omitempty"`
 }
 
 func toMailJSON(s *campaign.MailSettings) mailJSON {
 	return mailJSON{Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username, HasPassword: s.Password != "",
-		From: s.From, FromName: s.FromName, CustomCA: len(s.CAPEM) > 0}
+		From: s.From, FromName: s.FromName, CustomCA: len(s.CAPEM) > 0, Rate: s.Rate, PerConnection: s.PerConnection}
 }
 
 // putMail serves PUT /api/v1/mail.
@@ -160,7 +168,7 @@ func (s *server) putMail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ms := &campaign.MailSettings{Host: req.Host, Port: req.Port, TLS: req.TLS, Username: req.Username, Password: req.Password,
-		From: req.From, FromName: req.FromName, CAPEM: []byte(req.CAPEM)}
+		From: req.From, FromName: req.FromName, CAPEM: []byte(req.CAPEM), Rate: req.Rate, PerConnection: req.PerConnection}
 	if err := ms.Check(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

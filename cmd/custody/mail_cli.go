@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/custodymdm/custody/enroll/campaign"
 )
 
 func mailCmd() *cobra.Command {
@@ -53,6 +55,8 @@ func mailCmd() *cobra.Command {
 	f.StringVar(&req.From, "from", "", "sender address")
 	f.StringVar(&req.FromName, "from-name", "", "sender name")
 	f.StringVar(&caFile, "ca-file", "", "PEM CA to trust for the server's certificate")
+	f.Float64Var(&req.Rate, "rate", 0, "most messages per second (0: no limit); what the server or provider allows")
+	f.IntVar(&req.PerConnection, "per-connection", campaign.DefaultPerConnection, "messages sent over one SMTP session before reconnecting")
 
 	var tr mailTestRequest
 	test := &cobra.Command{

@@ -37,7 +37,7 @@ func TestMailSetAndTest(t *testing.T) {
 	}
 	// At rest: no password in the clear.
 	stored, _ := os.ReadFile(filepath.Join(dir, fileMail))
-	if strings.Contains(string(stored), smtp.Pass) || !strings.Contains(string(stored), "password_sealed") {
+	if strings.Contains(string(stored), smtp.Pass) || !strings.Contains(string(stored), "secret_sealed") {
 		t.Errorf("mail.json holds the password in the clear or not at all:\n%s", stored)
 	}
 	out, _ := cli(t, "mail", "show", "--data", dir)

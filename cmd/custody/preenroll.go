@@ -32,6 +32,8 @@ func bodyLimit(path string) int64 {
 		return maxImportBody
 	case path == "/api/v1/assignments":
 		return maxAssignmentBody
+	case path == "/api/v1/rings":
+		return maxRingBody
 	}
 	return maxAPIBody
 }

@@ -149,6 +149,9 @@ unless the GOGC environment variable says otherwise.`,
 				ln.Close()
 				return err
 			}
+			campaignsDone := make(chan struct{})
+			go func() { srv.campaigns.Run(cmd.Context()); close(campaignsDone) }()
+			defer func() { <-campaignsDone }()
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
+	"github.com/custodymdm/custody/enroll/campaign"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
@@ -34,23 +35,24 @@ const maxAPIBody = 1 << 20
 // server is the reference server: the protocol handlers and the admin API
 // over one database and one data dir.
 type server struct {
-	data    *dataDir
-	db      *bolt.DB
-	baseURL string
-	scep    *scep.Server
-	mdm     *mdm.Service
-	profile *enroll.ProfileServer
-	life    *enroll.Lifecycle
-	ade     *enroll.ADE
-	adeSrv  *enroll.ADEServer
-	dep     *depManager
-	android androidState
-	apns    mdm.APNsConfig            // host and trust; the certificate comes from push
-	push    atomic.Pointer[pushState] // replaced when a push certificate is uploaded
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	httpReq *prometheus.CounterVec
-	httpDur *prometheus.HistogramVec
+	data      *dataDir
+	db        *bolt.DB
+	baseURL   string
+	scep      *scep.Server
+	mdm       *mdm.Service
+	profile   *enroll.ProfileServer
+	life      *enroll.Lifecycle
+	ade       *enroll.ADE
+	adeSrv    *enroll.ADEServer
+	dep       *depManager
+	android   androidState
+	campaigns *campaign.Campaigns
+	apns      mdm.APNsConfig            // host and trust; the certificate comes from push
+	push      atomic.Pointer[pushState] // replaced when a push certificate is uploaded
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	httpReq   *prometheus.CounterVec
+	httpDur   *prometheus.HistogramVec
 }
 
 func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apns mdm.APNsConfig) (*server, error) {
@@ -115,6 +117,7 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 	s.ade = &enroll.ADE{Records: db.Records(), Tokens: db.DEP(), Logger: log}
 	s.adeSrv = &enroll.ADEServer{Profiles: s.profile, Lifecycle: s.life, Logger: log}
 	s.dep = &depManager{s: s}
+	s.campaigns = s.newCampaigns()
 	if cfg, err := data.loadAndroid(); err != nil {
 		return nil, err
 	} else if cfg != nil {
@@ -213,6 +216,21 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("PUT /api/v1/mail", s.putMail)
 	api.HandleFunc("GET /api/v1/mail", s.getMail)
 	api.HandleFunc("POST /api/v1/mail/test", s.testMail)
+	api.HandleFunc("PUT /api/v1/webhook", s.putWebhook)
+	api.HandleFunc("GET /api/v1/webhook", s.getWebhook)
+	api.HandleFunc("GET /api/v1/templates/{kind}", s.getTemplate)
+	api.HandleFunc("PUT /api/v1/templates/{kind}", s.putTemplate)
+	api.HandleFunc("DELETE /api/v1/templates/{kind}", s.deleteTemplate)
+	api.HandleFunc("POST /api/v1/rings", s.createRing)
+	api.HandleFunc("GET /api/v1/rings", s.listRings)
+	api.HandleFunc("GET /api/v1/rings/{ring}", s.getRing)
+	api.HandleFunc("DELETE /api/v1/rings/{ring}", s.deleteRing)
+	api.HandleFunc("GET /api/v1/rings/{ring}/export", s.exportRing)
+	api.HandleFunc("POST /api/v1/rings/{ring}/jobs", s.startJob)
+	api.HandleFunc("GET /api/v1/rings/{ring}/jobs", s.listJobs)
+	api.HandleFunc("GET /api/v1/rings/{ring}/jobs/{job}", s.jobAction(""))
+	api.HandleFunc("POST /api/v1/rings/{ring}/jobs/{job}/pause", s.jobAction("pause"))
+	api.HandleFunc("POST /api/v1/rings/{ring}/jobs/{job}/resume", s.jobAction("resume"))
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -298,6 +316,8 @@ func (s *server) failed(w http.ResponseWriter, err error) bool {
 	case errors.Is(err, enroll.ErrInvalid), errors.Is(err, dep.ErrTokenFormat), errors.Is(err, dep.ErrTokenDecrypt),
 		errors.Is(err, errSeveralTokens):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, campaign.ErrExists), errors.Is(err, campaign.ErrBusy):
+		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, mdm.ErrNotFound):
 		writeError(w, http.StatusConflict, "a record's enrollment is gone: "+err.Error())
 	case errors.Is(err, dep.ErrBadToken):

@@ -22,10 +22,10 @@ type Link struct {
 	Token string // the token's ID (Apple) or name (Android), for the delivery
 }
 
-// Content is what messages are made of when a job runs.
+// Content is what messages are made of when a job runs: the renderers
+// of invitations and of reminders.
 type Content struct {
 	Invitation, Reminder *Renderer
-	HelpDesk             string
 }
 
 // Retry says how often, and how patiently, a message that failed for a
@@ -125,6 +125,25 @@ func (c *Campaigns) CreateRing(ctx context.Context, r *Ring) error {
 		}
 	}
 	return c.Store.CreateRing(ctx, r)
+}
+
+// DeleteRing deletes a ring with its jobs and deliveries; ErrBusy while
+// one of its jobs is queued or running (pause it first).
+func (c *Campaigns) DeleteRing(ctx context.Context, name string) error {
+	var busy *Job
+	err := c.Store.Jobs(ctx, name, func(j *Job) bool {
+		if j.State == JobQueued || j.State == JobRunning {
+			busy = j
+		}
+		return busy == nil
+	})
+	if err != nil {
+		return err
+	}
+	if busy != nil {
+		return fmt.Errorf("%w: ring %s has %s job %d %s; pause it first", ErrBusy, name, busy.Kind, busy.ID, busy.State)
+	}
+	return c.Store.DeleteRing(ctx, name)
 }
 
 // Options choose a job's targets.
@@ -643,7 +662,7 @@ func (c *Campaigns) prepareMessage(ctx context.Context, r *Ring, content *Conten
 	inv := &Invitation{
 		Name: d.Target.Name, Email: d.Target.Email, Mobile: d.Target.Mobile, Link: link.URL, QR: link.QR,
 		Platform: string(d.Target.Platform), Device: d.Target.Device, Ring: r.Name, Deadline: r.Deadline,
-		HelpDesk: content.HelpDesk, Reminder: kind == KindReminder,
+		HelpDesk: r.HelpDesk, Reminder: kind == KindReminder,
 		Overdue: !r.Deadline.IsZero() && c.now().After(r.Deadline),
 	}
 	if inv.Name == "" {

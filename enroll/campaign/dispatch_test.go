@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 			return campaign.NewMailer(f.mail)
 		},
 		Content: func(ctx context.Context) (*campaign.Content, error) {
-			return &campaign.Content{Invitation: invitation, HelpDesk: "ext. 4242"}, nil
+			return &campaign.Content{Invitation: invitation}, nil
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -164,7 +164,7 @@ func TestDispatchInvitesRing(t *testing.T) {
 		[]*enroll.User{{Email: "solo@example.com", Name: "Solo"}}, time.Now().UTC())
 	f.smtp.Defer("user03@example.com", 2)
 	err := f.c.CreateRing(ctx, &campaign.Ring{Name: "wave-1", Group: "wave-1", Members: []string{"user:solo@example.com"},
-		Deadline: time.Now().Add(72 * time.Hour)})
+		Deadline: time.Now().Add(72 * time.Hour), HelpDesk: "IT desk, ext. 4242"})
 	if err != nil {
 		t.Fatal(err)
 	}

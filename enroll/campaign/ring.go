@@ -41,6 +41,9 @@ type Ring struct {
 	// Channel is how the ring is invited: ChannelEmail (the default) or
 	// ChannelWebhook.
 	Channel string `json:"channel,omitempty"`
+	// HelpDesk is where the ring's users get help (a phone number, an
+	// address, a link), for the templates.
+	HelpDesk string `json:"help_desk,omitempty"`
 	// What happens once the deadline has passed, to the members whose
 	// devices have not enrolled: they join OverdueGroup (whose
 	// assignments can restrict them), and a last reminder goes out when
