@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"image"
-	_ "image/png"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,35 +11,30 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/makiuchi-d/gozxing"
-	gzqr "github.com/makiuchi-d/gozxing/qrcode"
 
 	"github.com/custodymdm/custody/enroll"
+	"github.com/custodymdm/custody/enroll/campaign/campaigntest"
 	"github.com/custodymdm/custody/zerotouch"
 	"github.com/custodymdm/custody/zerotouch/zerotouchtest"
 )
 
-// decodeQR reads a QR code PNG as a phone camera would.
+// decodeQR reads a QR code PNG file as a phone camera would.
 func decodeQR(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	png, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
+	return decodeQRBytes(t, png)
+}
+
+func decodeQRBytes(t testing.TB, png []byte) string {
+	t.Helper()
+	text, err := campaigntest.DecodeQR(png)
 	if err != nil {
 		t.Fatalf("decoding the QR code: %v", err)
 	}
-	return res.GetText()
+	return text
 }
 
 // Android end to end against the fake Google APIs: CSV-pre-enrolled

@@ -56,7 +56,7 @@ func apiCall(t *testing.T, dir, method, path string, in, out any) {
 	}
 }
 
-func caPool(t *testing.T, dir string) *x509.CertPool {
+func caPool(t testing.TB, dir string) *x509.CertPool {
 	pemData, err := os.ReadFile(filepath.Join(dir, fileCACert))
 	if err != nil {
 		t.Fatal(err)

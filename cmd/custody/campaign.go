@@ -307,7 +307,7 @@ func (s *server) exportRing(w http.ResponseWriter, r *http.Request) {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"serial", "email", "name", "mobile", "platform", "ownership", "device_name", "state", "record_status",
 		"overdue", "invited_at", "enrolled_at", "reminders", "error"})
-	stamp := func(t time.Time) string {
+	rfc3339 := func(t time.Time) string {
 		if t.IsZero() {
 			return ""
 		}
@@ -316,7 +316,7 @@ func (s *server) exportRing(w http.ResponseWriter, r *http.Request) {
 	for _, t := range out.Targets {
 		serial, _ := enroll.ParseRef(t.Ref)
 		cw.Write([]string{serial, t.Email, t.Name, t.Mobile, string(t.Platform), string(t.Ownership), t.Device, t.State,
-			string(t.RecordStatus), strconv.FormatBool(t.Overdue), stamp(t.InvitedAt), stamp(t.EnrolledAt),
+			string(t.RecordStatus), strconv.FormatBool(t.Overdue), rfc3339(t.InvitedAt), rfc3339(t.EnrolledAt),
 			strconv.Itoa(t.Reminders), t.Error})
 	}
 	cw.Flush()

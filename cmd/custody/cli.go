@@ -120,6 +120,10 @@ func (c *apiClient) send(hc *http.Client, req *http.Request, out any, accept ...
 	if out == nil || len(data) == 0 {
 		return resp.StatusCode, nil
 	}
+	if w, ok := out.(io.Writer); ok { // a file, not JSON
+		_, err = w.Write(data)
+		return resp.StatusCode, err
+	}
 	return resp.StatusCode, json.Unmarshal(data, out)
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/custodymdm/custody/enroll/campaign"
 )
 
 func main() {
@@ -37,7 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(serveCmd(), challengeCmd(), certsCmd(), enrollCmd(), devicesCmd(), enqueueCmd(), commandsCmd(), pushCmd(), pushCertCmd(), simCmd(),
-		preenrollCmd(), usersCmd(), settingsCmd(), groupsCmd(), assignmentsCmd(), traceCmd(), depCmd(), androidCmd(), zeroTouchCmd(), mailCmd())
+		preenrollCmd(), usersCmd(), settingsCmd(), groupsCmd(), assignmentsCmd(), traceCmd(), depCmd(), androidCmd(), zeroTouchCmd(), mailCmd(),
+		ringsCmd(), jobCmd(campaign.KindInvitation), jobCmd(campaign.KindReminder), templatesCmd(), webhookCmd())
 	return root.ExecuteContext(ctx)
 }
 

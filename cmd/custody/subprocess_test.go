@@ -21,11 +21,12 @@ func TestMain(m *testing.M) {
 }
 
 // serveProcess starts `custody serve` as a separate process and returns its
-// URL once healthy. Cleanup kills it.
-func serveProcess(t testing.TB, dir string) (*exec.Cmd, string) {
+// URL once healthy. Cleanup kills it. Extra flags go after the defaults (a
+// --listen there wins).
+func serveProcess(t testing.TB, dir string, extra ...string) (*exec.Cmd, string) {
 	t.Helper()
 	os.Remove(dir + "/" + fileServerInfo)
-	cmd := exec.Command(os.Args[0], "serve", "--data", dir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(os.Environ(), "CUSTODY_TEST_AS_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

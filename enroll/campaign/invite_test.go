@@ -1,32 +1,22 @@
 package campaign
 
 import (
-	"bytes"
 	"context"
-	"image"
-	_ "image/png"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/makiuchi-d/gozxing"
-	gzqr "github.com/makiuchi-d/gozxing/qrcode"
 
 	"github.com/custodymdm/custody/enroll/campaign/campaigntest"
 )
 
 func decodeQR(t *testing.T, png []byte) string {
 	t.Helper()
-	img, _, err := image.Decode(bytes.NewReader(png))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bmp, _ := gozxing.NewBinaryBitmapFromImage(img)
-	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
+	text, err := campaigntest.DecodeQR(png)
 	if err != nil {
 		t.Fatalf("QR code does not decode: %v", err)
 	}
-	return res.GetText()
+	return text
 }
 
 // An invitation sent through the SMTP server arrives for its recipient

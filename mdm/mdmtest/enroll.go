@@ -31,6 +31,11 @@ type EnrollOptions struct {
 	// SerialNumber and UDID, when set, are the device's; random ones
 	// otherwise.
 	SerialNumber, UDID string
+	// Key, when set, is the device's key pair instead of a fresh one of
+	// the profile's Keysize: a load generator simulating thousands of
+	// devices lends them a few keys, since generating an RSA key costs
+	// the simulator about 60 ms and the server nothing.
+	Key *rsa.PrivateKey
 }
 
 // profile is the part of an enrollment .mobileconfig a device acts on.
@@ -125,9 +130,11 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 	if mdmPayload.IdentityCertificateUUID != scepUUID {
 		return nil, errors.New("mdmtest: MDM payload's IdentityCertificateUUID does not name the SCEP payload")
 	}
-	key, err := rsa.GenerateKey(rand.Reader, keysize)
-	if err != nil {
-		return nil, err
+	key := opts.Key
+	if key == nil {
+		if key, err = rsa.GenerateKey(rand.Reader, keysize); err != nil {
+			return nil, err
+		}
 	}
 	csr, err := scep.NewCSR(key, pkix.Name{CommonName: subject}, challenge)
 	if err != nil {
