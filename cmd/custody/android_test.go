@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/enroll/campaign/campaigntest"
 	"github.com/custodymdm/custody/zerotouch"

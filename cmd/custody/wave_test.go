@@ -78,7 +78,7 @@ func newWave(t testing.TB, n int) *wave {
 	}
 	for i := range n {
 		u := waveUser{serial: fmt.Sprintf("WAVE%05d", i), email: fmt.Sprintf("user%05d@example.com", i), ring: ringOf(i, n),
-			platform: []enroll.Platform{enroll.PlatformIOS, enroll.PlatformMacOS, enroll.PlatformAndroid, enroll.PlatformIOS, enroll.PlatformAndroid}[i%5],
+			platform:  []enroll.Platform{enroll.PlatformIOS, enroll.PlatformMacOS, enroll.PlatformAndroid, enroll.PlatformIOS, enroll.PlatformAndroid}[i%5],
 			ownership: enroll.OwnershipCorporate, leftOut: i%50 == 7}
 		if i%10 == 4 {
 			u.ownership = enroll.OwnershipPersonal // Android, with a work profile
