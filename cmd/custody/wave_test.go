@@ -447,3 +447,28 @@ func TestMigrationWave(t *testing.T) {
 		n, w.phases["import"].Round(time.Millisecond), w.phases["dispatch"].Round(time.Millisecond),
 		w.phases["enrolment"].Round(time.Millisecond), w.phases["check-in"].Round(time.Millisecond), w.phases["reminders"].Round(time.Millisecond))
 }
+
+// BenchmarkMigrationWave is the whole wave of TestMigrationWave without
+// the kill, end to end against a `custody serve` process on this
+// machine: import, dispatch of the three rings, enrolment of every
+// device but those left out, one check-in each, reminders.
+//
+//	go test ./cmd/custody -run '^$' -bench MigrationWave -benchtime 1x -count 3
+func BenchmarkMigrationWave(b *testing.B) {
+	for b.Loop() {
+		w := newWave(b, 5000)
+		start := time.Now()
+		w.setUp()
+		for _, ring := range []string{"ring-1", "ring-2", "ring-3"} {
+			w.invite(ring)
+		}
+		links := w.mails(0)
+		w.enrol(links)
+		w.timed("reminders", func() { w.cli("remind", "--ring", "ring-3", "--only-not-enrolled") })
+		total := time.Since(start)
+		b.ReportMetric(total.Seconds(), "s/wave")
+		for _, phase := range []string{"import", "dispatch", "enrolment", "check-in", "reminders"} {
+			b.ReportMetric(w.phases[phase].Seconds(), "s/"+phase)
+		}
+	}
+}
