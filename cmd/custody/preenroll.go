@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,18 +164,25 @@ var knownStatuses = []enroll.Status{enroll.StatusPreApproved, enroll.StatusInvit
 // (pre-enrolled or enrolled) in serial order, then enrollments without a
 // record.
 func (s *server) listInventory(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	status, group := r.URL.Query().Get("status"), r.URL.Query().Get("group")
 	if status != "" && !slices.Contains(knownStatuses, enroll.Status(status)) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: unknown status %q (want one of %v)", status, knownStatuses))
 		return
 	}
+	rows, err := s.inventory(r.Context(), status, group)
+	if s.failed(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": rows})
+}
+
+// inventory lists records (pre-enrolled or enrolled) in serial order, then
+// enrollments without a record, of a status and a group when given.
+func (s *server) inventory(ctx context.Context, status, group string) ([]inventoryJSON, error) {
 	enrollments := map[string]*mdm.Enrollment{}
 	err := s.db.MDM().Enrollments(ctx, func(e *mdm.Enrollment) bool { enrollments[e.ID] = e; return true })
 	if err != nil {
-		s.log.Error("inventory", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not read devices")
-		return
+		return nil, err
 	}
 	inGroup := map[string]bool{} // users of the group
 	if group != "" {
@@ -184,26 +192,25 @@ func (s *server) listInventory(w http.ResponseWriter, r *http.Request) {
 			}
 			return true
 		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	rows := []inventoryJSON{}
 	linked := map[string]bool{}
-	if err == nil {
-		err = s.db.Records().Records(ctx, func(rec *enroll.Record) bool {
-			e := enrollments[rec.EnrollmentID]
-			if e != nil {
-				linked[e.ID] = true
-			}
-			if status != "" && string(rec.Status) != status || group != "" && !rec.InGroup(group, nil) && !inGroup[rec.UserEmail] {
-				return true
-			}
-			rows = append(rows, recordRow(rec, e))
+	err = s.db.Records().Records(ctx, func(rec *enroll.Record) bool {
+		e := enrollments[rec.EnrollmentID]
+		if e != nil {
+			linked[e.ID] = true
+		}
+		if status != "" && string(rec.Status) != status || group != "" && !rec.InGroup(group, nil) && !inGroup[rec.UserEmail] {
 			return true
-		})
-	}
+		}
+		rows = append(rows, recordRow(rec, e))
+		return true
+	})
 	if err != nil {
-		s.log.Error("inventory", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not read records")
-		return
+		return nil, err
 	}
 	if group == "" {
 		var rest []inventoryJSON
@@ -215,7 +222,7 @@ func (s *server) listInventory(w http.ResponseWriter, r *http.Request) {
 		slices.SortFunc(rest, func(a, b inventoryJSON) int { return strings.Compare(a.ID, b.ID) })
 		rows = append(rows, rest...)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": rows})
+	return rows, nil
 }
 
 // getInventory serves GET /api/v1/inventory/{key}: a device by serial
