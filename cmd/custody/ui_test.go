@@ -10,6 +10,9 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,4 +227,87 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("search user1: %q, %d rows", found, rows)
 	}
 	screenshot(t, bctx, "devices", color.RGBA{0x1d, 0x27, 0x33, 0xff}) // the header
+}
+
+// The dashboard without a browser: pages need a session (or the admin
+// token as a bearer); a wrong token, a form without the session's CSRF
+// token, a forged or expired cookie and an unknown ring are refused with
+// a page that says why.
+func TestDashboardRefusals(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	base, _ := startServe(t, ctx, dir)
+	token, _ := os.ReadFile(filepath.Join(dir, fileAdminToken))
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string, cookie *http.Cookie, bearer string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get("/ui/", nil, ""); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login?next=%2Fui%2F" {
+		t.Errorf("no session: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := get("/ui/", nil, strings.TrimSpace(string(token))); resp.StatusCode != http.StatusOK {
+		t.Errorf("bearer token: %d", resp.StatusCode)
+	}
+	resp, err := noRedirect.PostForm(base+"/ui/login", url.Values{"token": {"wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "not the admin token") {
+		t.Errorf("wrong token: %d", resp.StatusCode)
+	}
+	resp, err = noRedirect.PostForm(base+"/ui/login", url.Values{"token": {strings.TrimSpace(string(token))}, "next": {"https://evil.example/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			session = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" || session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("sign-in: %d, to %q, cookie %+v", resp.StatusCode, resp.Header.Get("Location"), session)
+	}
+	if resp := get("/ui/devices", session, ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("with the session: %d", resp.StatusCode)
+	}
+	forged := *session
+	forged.Value = strconv.FormatInt(time.Now().Add(100*time.Hour).Unix(), 10) + "." + strings.Repeat("0", 64)
+	if resp := get("/ui/devices", &forged, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("forged cookie: %d", resp.StatusCode)
+	}
+	if resp := get("/ui/rings/nope", session, ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown ring: %d", resp.StatusCode)
+	}
+	// A form without the CSRF token (as another site would post it).
+	req, _ := http.NewRequest(http.MethodPost, base+"/ui/rings/nope/remind", strings.NewReader("csrf=guess"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(session)
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("remind without the CSRF token: %d", resp.StatusCode)
+	}
+	if resp := get("/ui/rings/nope/remind", session, ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET of a form action: %d", resp.StatusCode)
+	}
 }
