@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/enroll/campaign"
 )
@@ -43,9 +45,15 @@ func (d *dataDir) loadTemplates() (storedTemplates, error) {
 }
 
 func (s *server) newCampaigns() *campaign.Campaigns {
+	messages := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_campaign_messages_total",
+		Help: "Campaign messages by channel, kind (invitation, reminder) and outcome (sent, failed, deferred).",
+	}, []string{"channel", "kind", "outcome"})
+	s.reg.MustRegister(messages)
 	return &campaign.Campaigns{
 		Store: s.db.Campaigns(), Lifecycle: s.life, Logger: s.log,
 		Link: s.campaignLink, Open: s.campaignSender, Content: s.campaignContent,
+		Observe: func(channel, kind, outcome string) { messages.WithLabelValues(channel, kind, outcome).Inc() },
 	}
 }
 

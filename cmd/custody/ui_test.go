@@ -215,6 +215,25 @@ func TestDashboard(t *testing.T) {
 	if len(reminded) != 11 {
 		t.Errorf("%d reminded", len(reminded))
 	}
+	// The last reminder's count lands just after the SMTP server took it.
+	for _, want := range []string{`custody_campaign_messages_total{channel="email",kind="invitation",outcome="sent"} 24`,
+		`custody_campaign_messages_total{channel="email",kind="reminder",outcome="sent"} 11`} {
+		var metrics []byte
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			resp, err := http.Get(url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(metrics), want) {
+				break
+			}
+		}
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 
 	// The inventory, searched.
 	do(chromedp.Click(chromedp.CSS(`a[href="/ui/devices"]`)),

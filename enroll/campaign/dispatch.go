@@ -62,9 +62,13 @@ type Campaigns struct {
 	// Content returns the current templates.
 	Content func(ctx context.Context) (*Content, error)
 
-	Retry  Retry // DefaultRetry when zero
-	Logger *slog.Logger
-	Now    func() time.Time
+	Retry Retry // DefaultRetry when zero
+	// Observe, when set, is told each message's outcome: "sent",
+	// "failed" (refused for good), "deferred" (a temporary failure, to be
+	// tried again).
+	Observe func(channel, kind, outcome string)
+	Logger  *slog.Logger
+	Now     func() time.Time
 
 	runMu   sync.Mutex // held by Run
 	mu      sync.Mutex
@@ -550,10 +554,11 @@ func (c *Campaigns) run(ctx context.Context, j *Job) (err error) {
 			return finish(JobFailed, err)
 		}
 		prev = nil
-		sendErr := c.send(ctx, stop, sender, p.msg, d)
+		sendErr := c.send(ctx, stop, sender, p.msg, d, j)
 		var se *SendError
 		switch {
 		case sendErr == nil:
+			c.observe(j, "sent")
 			d.State, d.At, d.Code, d.Error = DeliverySent, c.now(), 0, ""
 			invited = append(invited, d)
 			if len(invited) >= 256 {
@@ -563,6 +568,7 @@ func (c *Campaigns) run(ctx context.Context, j *Job) (err error) {
 				invited = invited[:0]
 			}
 		case errors.As(sendErr, &se) && !se.Temporary:
+			c.observe(j, "failed")
 			d.State, d.At, d.Code, d.Error = DeliveryFailed, c.now(), se.Code, se.Error()
 			log.Warn("campaign message refused", "target", d.Target.Ref, "to", d.Target.Email, "err", sendErr)
 		default:
@@ -615,8 +621,14 @@ func compact(ds ...*Delivery) []*Delivery {
 	return slices.DeleteFunc(ds, func(d *Delivery) bool { return d == nil })
 }
 
+func (c *Campaigns) observe(j *Job, outcome string) {
+	if c.Observe != nil {
+		c.Observe(j.Channel, j.Kind, outcome)
+	}
+}
+
 // send sends one message, trying again after temporary failures.
-func (c *Campaigns) send(ctx context.Context, stop <-chan struct{}, s Sender, msg *Message, d *Delivery) error {
+func (c *Campaigns) send(ctx context.Context, stop <-chan struct{}, s Sender, msg *Message, d *Delivery, j *Job) error {
 	retry := c.retry()
 	// A stop (pause) lets the message being sent finish; the process
 	// stopping (ctx) bounds it by the sender's own timeout.
@@ -625,7 +637,11 @@ func (c *Campaigns) send(ctx context.Context, stop <-chan struct{}, s Sender, ms
 		d.Attempts++
 		err := s.Send(sendCtx, msg)
 		var se *SendError
-		if err == nil || !errors.As(err, &se) || !se.Temporary || d.Attempts >= retry.Attempts {
+		if err == nil || !errors.As(err, &se) || !se.Temporary {
+			return err
+		}
+		c.observe(j, "deferred")
+		if d.Attempts >= retry.Attempts {
 			return err
 		}
 		wait := retry.wait(d.Attempts)
