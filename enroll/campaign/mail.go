@@ -1,6 +1,3 @@
-// Package campaign runs migration campaigns: outgoing mail through the
-// organisation's own SMTP server, and (in later steps) rings of users,
-// invitations with their links and QR codes, and reminders.
 package campaign
 
 import (
