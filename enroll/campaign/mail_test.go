@@ -143,11 +143,22 @@ func TestMailerAiosmtpd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Send(context.Background(), &Message{To: "bo@example.com", Subject: "Hello from custody", Text: "link: https://x/enroll/1"}); err != nil {
+	defer m.Close()
+	// An invitation, as a campaign renders it.
+	r, _ := NewRenderer(DefaultTemplates)
+	link := "https://mdm.example.com/enroll/Zx9_aiosmtpd-1"
+	msg, err := r.Render(&Invitation{Name: "Bo", Email: "bo@example.com", Link: link, Ring: "pilot"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Send(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	// aiosmtpd's debugging handler prints each message it takes between
+	// these lines, with X-Peer added.
 	deadline := time.After(10 * time.Second)
-	var seen []string
+	var seen, message []string
+	in := false
 	for {
 		select {
 		case l, ok := <-lines:
@@ -155,8 +166,28 @@ func TestMailerAiosmtpd(t *testing.T) {
 				t.Fatalf("aiosmtpd ended; printed:\n%s", strings.Join(seen, "\n"))
 			}
 			seen = append(seen, l)
-			if strings.Contains(l, "Subject: Hello from custody") {
+			switch {
+			case strings.Contains(l, "MESSAGE FOLLOWS"):
+				in = true
+			case strings.Contains(l, "END MESSAGE"):
+				// It prints the SMTP options it was given first.
+				if len(message) > 1 && strings.HasPrefix(message[0], "mail options:") && message[1] == "" {
+					message = message[2:]
+				}
+				data := strings.Join(message, "\r\n")
+				if !strings.Contains(data, "\r\nTo: \"Bo\" <bo@example.com>\r\n") {
+					t.Errorf("aiosmtpd took a message for someone else:\n%s", data)
+				}
+				p, err := campaigntest.Message{Data: data}.Parse()
+				if err != nil {
+					t.Fatalf("the message aiosmtpd took does not parse: %v\n%s", err, data)
+				}
+				if got := decodeQR(t, p.Inline[QRName]); got != link || !strings.Contains(p.Text, link) || p.Subject != msg.Subject {
+					t.Errorf("through aiosmtpd: QR %q, subject %q, text %q", got, p.Subject, p.Text)
+				}
 				return
+			case in:
+				message = append(message, l)
 			}
 		case <-deadline:
 			t.Fatalf("aiosmtpd did not print the message; printed:\n%s", strings.Join(seen, "\n"))
