@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -149,9 +150,12 @@ unless the GOGC environment variable says otherwise.`,
 				ln.Close()
 				return err
 			}
+			// Campaign jobs run until the server stops; a job under way
+			// stays running in the database and resumes at the next start.
+			campaignsCtx, stopCampaigns := context.WithCancel(cmd.Context())
 			campaignsDone := make(chan struct{})
-			go func() { srv.campaigns.Run(cmd.Context()); close(campaignsDone) }()
-			defer func() { <-campaignsDone }()
+			go func() { srv.campaigns.Run(campaignsCtx); close(campaignsDone) }()
+			defer func() { stopCampaigns(); <-campaignsDone }()
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err
