@@ -320,6 +320,10 @@ func TestMigrationWave(t *testing.T) {
 	w := newWave(t, n)
 	w.setUp()
 	w.expect("after import", false, false)
+	if out := w.cli("invite", "--ring", "ring-1", "--dry-run"); !strings.Contains(out, fmt.Sprintf("dry run: %d invitations would be sent to ring ring-1", n/10)) ||
+		strings.Count(out, "record:WAVE") != n/10 || len(w.smtp.Messages()) != 0 {
+		t.Errorf("dry run:\n%s", out)
+	}
 
 	// The QR code of an Apple invitation holds its link; of a
 	// company-owned Android device's, the provisioning JSON of its token.
@@ -432,6 +436,12 @@ func TestMigrationWave(t *testing.T) {
 		t.Errorf("ring-3 reminded %d, %d mails", r.Counts.Reminded, len(reminded))
 	}
 	w.expect("after reminders", true, true)
+	if out := w.cli("rings", "status", "ring-3"); !strings.Contains(out, fmt.Sprintf("reminded:     %d", len(reminded))) {
+		t.Errorf("rings status:\n%s", out)
+	}
+	if out := w.cli("rings", "list"); strings.Count(out, "invitation ") != 2 || strings.Count(out, "reminder ") != 1 {
+		t.Errorf("rings list:\n%s", out)
+	}
 
 	// The export lists the same users.
 	rows, err := csv.NewReader(strings.NewReader(w.cli("rings", "export", "ring-3", "--targets", "not-enrolled"))).ReadAll()
