@@ -130,18 +130,6 @@ func (s *server) campaignContent(ctx context.Context) (*campaign.Content, error)
 	return &c, nil
 }
 
-type ringRequest struct {
-	Name          string    `json:"name"`
-	Group         string    `json:"group,omitempty"`
-	Members       []string  `json:"members,omitempty"`
-	NotBefore     time.Time `json:"not_before,omitzero"`
-	Deadline      time.Time `json:"deadline,omitzero"`
-	Channel       string    `json:"channel,omitempty"`
-	HelpDesk      string    `json:"help_desk,omitempty"`
-	OverdueGroup  string    `json:"overdue_group,omitempty"`
-	RemindOverdue bool      `json:"remind_overdue,omitempty"`
-}
-
 // ringJSON is a ring with its counts and its latest job.
 type ringJSON struct {
 	*campaign.Ring
@@ -151,17 +139,18 @@ type ringJSON struct {
 	Timeline []campaign.Point        `json:"timeline,omitempty"`
 }
 
-// createRing serves POST /api/v1/rings. Members must name records and
-// users that exist.
+// createRing serves POST /api/v1/rings: a campaign.Ring, whose
+// created_at and deadline_acted are the server's. Members must name
+// records and users that exist.
 func (s *server) createRing(w http.ResponseWriter, r *http.Request) {
-	var req ringRequest
-	if err := decodeJSON(r, &req); err != nil {
+	var ring campaign.Ring
+	if err := decodeJSON(r, &ring); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx := r.Context()
 	var unknown []string
-	for _, m := range req.Members {
+	for _, m := range ring.Members {
 		serial, email := enroll.ParseRef(m)
 		var err error
 		switch {
@@ -188,19 +177,17 @@ func (s *server) createRing(w http.ResponseWriter, r *http.Request) {
 			len(unknown), strings.Join(unknown, ", "), more))
 		return
 	}
-	ring := &campaign.Ring{Name: req.Name, Group: req.Group, Members: req.Members, NotBefore: req.NotBefore.UTC(),
-		Deadline: req.Deadline.UTC(), Channel: req.Channel, HelpDesk: req.HelpDesk,
-		OverdueGroup: req.OverdueGroup, RemindOverdue: req.RemindOverdue}
-	if req.NotBefore.IsZero() {
-		ring.NotBefore = time.Time{}
+	ring.CreatedAt, ring.DeadlineActed = time.Time{}, time.Time{}
+	if !ring.NotBefore.IsZero() {
+		ring.NotBefore = ring.NotBefore.UTC()
 	}
-	if req.Deadline.IsZero() {
-		ring.Deadline = time.Time{}
+	if !ring.Deadline.IsZero() {
+		ring.Deadline = ring.Deadline.UTC()
 	}
-	if s.failed(w, s.campaigns.CreateRing(ctx, ring)) {
+	if s.failed(w, s.campaigns.CreateRing(ctx, &ring)) {
 		return
 	}
-	out, err := s.ringStatus(ctx, ring, "")
+	out, err := s.ringStatus(ctx, &ring, "")
 	if s.failed(w, err) {
 		return
 	}

@@ -46,7 +46,7 @@ func ringsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "rings", Short: "Migration rings: cohorts of users and devices invited together"}
 	client := addAPIFlags(cmd)
 
-	var req ringRequest
+	var req campaign.Ring
 	var csvFile, where, notBefore, deadline string
 	create := &cobra.Command{
 		Use:   "create NAME [--group G] [--csv FILE [--where COL=VALUE]] [--member REF]... [--deadline T]",
