@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,6 +89,7 @@ var allBuckets = [][]byte{
 	bucketTokens, bucketTokenIDs, bucketRecords, bucketUsers, bucketAssignments, bucketSettings,
 	bucketChallengeIDs, bucketDEPTokens, bucketDEPCursors,
 	bucketRings, bucketJobs, bucketDeliveries,
+	bucketSCIM, bucketSCIMKeys, bucketSCIMTokens,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {
@@ -96,6 +98,18 @@ func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 		return false, nil
 	}
 	return true, json.Unmarshal(data, v)
+}
+
+// getJSONNumbers is getJSON keeping numbers as json.Number, for values
+// holding arbitrary JSON.
+func getJSONNumbers(b *bbolt.Bucket, key []byte, v any) (bool, error) {
+	data := b.Get(key)
+	if data == nil {
+		return false, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return true, dec.Decode(v)
 }
 
 func putJSON(b *bbolt.Bucket, key []byte, v any) error {

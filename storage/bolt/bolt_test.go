@@ -13,6 +13,7 @@ import (
 	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/enroll/campaign"
+	"github.com/custodymdm/custody/enroll/scim"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
@@ -136,5 +137,11 @@ func TestDEPStore(t *testing.T) {
 func TestCampaignStore(t *testing.T) {
 	storagetest.RunCampaign(t, func(t *testing.T) campaign.Store {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).Campaigns()
+	})
+}
+
+func TestSCIMStore(t *testing.T) {
+	storagetest.RunSCIM(t, func(t *testing.T) scim.Store {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).SCIM()
 	})
 }
