@@ -22,8 +22,8 @@ func FuzzPatchAndFilter(f *testing.F) {
 		f.Add(seed.filter, seed.patch, false)
 	}
 	user := Resource{"userName": "ana@example.com", "active": true, "name": map[string]any{"givenName": "Ana"},
-		"emails": []any{map[string]any{"type": "work", "value": "ana@example.com", "primary": true}},
-		"meta":   map[string]any{"lastModified": "2026-11-21T12:00:00Z"},
+		"emails":             []any{map[string]any{"type": "work", "value": "ana@example.com", "primary": true}},
+		"meta":               map[string]any{"lastModified": "2026-11-21T12:00:00Z"},
 		SchemaEnterpriseUser: map[string]any{"department": "Sales"}}
 	group := Resource{"displayName": "Sales", "members": []any{map[string]any{"value": "1"}}}
 	f.Fuzz(func(t *testing.T, filterText, patchJSON string, isUser bool) {
