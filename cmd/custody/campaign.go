@@ -244,20 +244,30 @@ func (s *server) ring(w http.ResponseWriter, r *http.Request) (*campaign.Ring, b
 
 // listRings serves GET /api/v1/rings.
 func (s *server) listRings(w http.ResponseWriter, r *http.Request) {
-	var rings []*campaign.Ring
-	if s.failed(w, s.campaigns.Store.Rings(r.Context(), func(ring *campaign.Ring) bool { rings = append(rings, ring); return true })) {
+	out, err := s.allRings(r.Context())
+	if s.failed(w, err) {
 		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// allRings returns every ring with its counts and last job (no timeline),
+// in name order.
+func (s *server) allRings(ctx context.Context) ([]*ringJSON, error) {
+	var rings []*campaign.Ring
+	if err := s.campaigns.Store.Rings(ctx, func(ring *campaign.Ring) bool { rings = append(rings, ring); return true }); err != nil {
+		return nil, err
 	}
 	out := []*ringJSON{}
 	for _, ring := range rings {
-		rj, err := s.ringStatus(r.Context(), ring, "")
-		if s.failed(w, err) {
-			return
+		rj, err := s.ringStatus(ctx, ring, "")
+		if err != nil {
+			return nil, err
 		}
 		rj.Timeline = nil
 		out = append(out, rj)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // getRing serves GET /api/v1/rings/{ring}[?targets=FILTER].

@@ -58,6 +58,9 @@ type dataDir struct {
 	created    bool   // initialised by this start
 
 	mu sync.Mutex // serialises read-modify-write of settings files
+
+	keyMu sync.Mutex
+	key   []byte // secret.key, once read or created
 }
 
 // openDataDir loads the data dir at path, initialising it on first use.

@@ -62,20 +62,30 @@ func saveSealed[T any](d *dataDir, name string, v *T, secret func(*T) *string) e
 	return writeJSONFile(d.file(name), &st)
 }
 
-// secretKey returns the data dir's secret key, creating it on first use.
+// secretKey returns the data dir's secret key, creating it on first use;
+// it is read once (every dashboard request and sealed secret uses it).
 func (d *dataDir) secretKey() ([]byte, error) {
+	d.keyMu.Lock()
+	defer d.keyMu.Unlock()
+	if d.key != nil {
+		return d.key, nil
+	}
 	key, err := os.ReadFile(d.file(fileSecretKey))
 	if errors.Is(err, os.ErrNotExist) {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		return key, writeFileAtomic(d.file(fileSecretKey), key, 0o600)
+		err = writeFileAtomic(d.file(fileSecretKey), key, 0o600)
 	}
 	if err == nil && len(key) != 32 {
 		err = fmt.Errorf("%s: want 32 bytes", fileSecretKey)
 	}
-	return key, err
+	if err != nil {
+		return nil, err
+	}
+	d.key = key
+	return key, nil
 }
 
 // seal encrypts a secret with the data dir's key.

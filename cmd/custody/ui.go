@@ -192,17 +192,7 @@ func (s *server) uiRings(w http.ResponseWriter, r *http.Request, p *uiPage) {
 		s.render(w, http.StatusNotFound, "error.html", &uiPage{Title: "Not found", Error: "No such page."})
 		return
 	}
-	var rings []*campaign.Ring
-	err := s.campaigns.Store.Rings(r.Context(), func(ring *campaign.Ring) bool { rings = append(rings, ring); return true })
-	var rows []*ringJSON
-	for _, ring := range rings {
-		if err != nil {
-			break
-		}
-		var rj *ringJSON
-		rj, err = s.ringStatus(r.Context(), ring, "")
-		rows = append(rows, rj)
-	}
+	rows, err := s.allRings(r.Context())
 	if err != nil {
 		s.uiFailed(w, err)
 		return

@@ -504,34 +504,35 @@ func (c *Campaigns) run(ctx context.Context, j *Job) (err error) {
 		}
 		return c.markRecords(ctx, j, invited)
 	}
+	// halt ends the run before the next message when the job was paused,
+	// or when the process is stopping (the job then stays running and
+	// resumes at the next start), with the last outcome written.
+	halt := func() (bool, error) {
+		select {
+		case <-stop:
+			cancelPrep()
+			if err := flush(); err != nil {
+				return true, finish(JobFailed, err)
+			}
+			log.Info("campaign job paused")
+			return true, nil
+		default:
+		}
+		if ctx.Err() != nil {
+			flush()
+			return true, ctx.Err()
+		}
+		return false, nil
+	}
 	for out := range queue {
 		var p prepared
 		select {
 		case p = <-out:
 		case <-stop:
-			cancelPrep()
-			if err := flush(); err != nil {
-				return finish(JobFailed, err)
-			}
-			log.Info("campaign job paused")
-			return nil
 		case <-ctx.Done():
-			flush()
-			return ctx.Err() // stays running: resumed when the process starts again
 		}
-		select {
-		case <-stop:
-			cancelPrep()
-			if err := flush(); err != nil {
-				return finish(JobFailed, err)
-			}
-			log.Info("campaign job paused")
-			return nil
-		default:
-		}
-		if ctx.Err() != nil {
-			flush()
-			return ctx.Err()
+		if done, err := halt(); done {
+			return err
 		}
 		d := p.d
 		if p.err != nil {
@@ -583,38 +584,24 @@ func (c *Campaigns) run(ctx context.Context, j *Job) (err error) {
 				d.Code = se.Code
 			}
 			prev = d
+			if done, err := halt(); done {
+				return err
+			}
 			if err := flush(); err != nil {
 				return finish(JobFailed, err)
-			}
-			select {
-			case <-stop:
-				log.Info("campaign job paused")
-				return nil
-			default:
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
 			}
 			return finish(JobFailed, fmt.Errorf("sending to %s: %w", d.Target.Email, sendErr))
 		}
 		prev = d
 	}
+	if done, err := halt(); done {
+		return err
+	}
 	if err := flush(); err != nil {
 		return finish(JobFailed, err)
 	}
-	select {
-	case <-stop:
-		return nil
-	default:
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
 	log.Info("campaign job done")
-	if err := finish(JobDone, nil); err != nil {
-		return err
-	}
-	return nil
+	return finish(JobDone, nil)
 }
 
 func compact(ds ...*Delivery) []*Delivery {

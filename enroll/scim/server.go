@@ -379,17 +379,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, rt *ResourceType) 
 }
 
 // input decodes and normalizes a resource a client sends.
-func (s *Server) input(w http.ResponseWriter, r *http.Request, rt *ResourceType) (Resource, string, error) {
+func (s *Server) input(w http.ResponseWriter, r *http.Request, rt *ResourceType) (Resource, error) {
 	var in map[string]any
 	if err := decode(w, r, &in); err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	res, err := rt.normalize(in)
-	if err != nil {
-		return nil, "", err
-	}
-	key, err := s.check(r.Context(), rt, res)
-	return res, key, err
+	return rt.normalize(in)
 }
 
 // check validates a resource as it is to be stored and returns its
@@ -422,7 +417,7 @@ func (s *Server) check(ctx context.Context, rt *ResourceType, res Resource) (str
 	return "", nil
 }
 
-func uniqueness(err error, rt *ResourceType, res Resource) error {
+func uniqueness(err error, res Resource) error {
 	if errors.Is(err, ErrUniqueness) {
 		return &Error{Status: 409, ScimType: "uniqueness", Detail: fmt.Sprintf("userName %q is taken", res["userName"])}
 	}
@@ -430,7 +425,12 @@ func uniqueness(err error, rt *ResourceType, res Resource) error {
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, rt *ResourceType) {
-	res, key, err := s.input(w, r, rt)
+	res, err := s.input(w, r, rt)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	key, err := s.check(r.Context(), rt, res)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -443,7 +443,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, rt *ResourceType
 	st := &Stored{Type: rt.Name, ID: h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
 		Key: key, Version: 1, Created: now, Modified: now, Attrs: res}
 	if err := s.Store.Create(r.Context(), st); err != nil {
-		s.fail(w, uniqueness(err, rt, res))
+		s.fail(w, uniqueness(err, res))
 		return
 	}
 	s.log().Info("scim: created", "type", rt.Name, "id", st.ID, "name", displayOf(st))
@@ -467,7 +467,7 @@ func (s *Server) changed(ctx context.Context, before, after *Stored) {
 // update stores a new version of a resource made by next from the stored
 // one, after If-Match.
 func (s *Server) update(w http.ResponseWriter, r *http.Request, rt *ResourceType, id string, next func(Resource) (Resource, error)) {
-	var before *Stored
+	var before, proposed *Stored
 	st, err := s.Store.Update(r.Context(), rt.Name, id, func(st *Stored) (*Stored, error) {
 		if err := checkIfMatch(r, st); err != nil {
 			return nil, err
@@ -480,18 +480,17 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, rt *ResourceType
 		if err != nil {
 			return nil, err
 		}
-		b := *st
-		before = &b
-		out := *st
+		b, out := *st, *st
 		out.Attrs, out.Key, out.Version, out.Modified = res, key, st.Version+1, s.now()
+		before, proposed = &b, &out
 		return &out, nil
 	})
 	if err != nil {
 		var res Resource
-		if before != nil {
-			res = before.Attrs
+		if proposed != nil {
+			res = proposed.Attrs // the userName that collided is the new one
 		}
-		s.fail(w, uniqueness(notFound(rt, id, err), rt, res))
+		s.fail(w, uniqueness(notFound(rt, id, err), res))
 		return
 	}
 	s.changed(r.Context(), before, st)
@@ -499,23 +498,12 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, rt *ResourceType
 }
 
 func (s *Server) replace(w http.ResponseWriter, r *http.Request, rt *ResourceType, id string) {
-	res, _, err := s.inputOnly(w, r, rt)
+	res, err := s.input(w, r, rt)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	s.update(w, r, rt, id, func(Resource) (Resource, error) { return res, nil })
-}
-
-// inputOnly decodes and normalizes a body without the checks that update
-// runs in its transaction.
-func (s *Server) inputOnly(w http.ResponseWriter, r *http.Request, rt *ResourceType) (Resource, string, error) {
-	var in map[string]any
-	if err := decode(w, r, &in); err != nil {
-		return nil, "", err
-	}
-	res, err := rt.normalize(in)
-	return res, "", err
 }
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, rt *ResourceType, id string) {

@@ -229,6 +229,13 @@ func TestOktaProvisioning(t *testing.T) {
 		t.Fatalf("created %v", created)
 	}
 	c.expect(409, "uniqueness", "POST", "/Users", oktaUser("ANA@example.com", "Ana", "Again"))
+	other := str(c.expect(201, "", "POST", "/Users", oktaUser("dee@example.com", "Dee", "Ross"))["id"])
+	clash := c.expect(409, "uniqueness", "PATCH", "/Users/"+other, map[string]any{"schemas": []string{scim.SchemaPatchOp},
+		"Operations": []any{map[string]any{"op": "replace", "path": "userName", "value": "ana@EXAMPLE.com"}}})
+	if !strings.Contains(str(clash["detail"]), "ana@EXAMPLE.com") {
+		t.Errorf("the uniqueness error names %q, not the userName that collided", clash["detail"])
+	}
+	c.expect(204, "", "DELETE", "/Users/"+other, nil)
 	total, ids, _ := list(c, `/Users?filter=`+url.QueryEscape(`userName eq "Ana@Example.com"`))
 	if total != 1 || ids[0] != id {
 		t.Errorf("userName lookup is not case-insensitive: %d %v", total, ids)
@@ -275,7 +282,7 @@ func TestOktaProvisioning(t *testing.T) {
 	}
 	c.expect(204, "", "DELETE", "/Groups/"+gid, nil)
 	c.expect(404, "", "DELETE", "/Groups/"+gid, nil)
-	want := "[create User update User update User create User create Group update Group update Group update Group update Group delete User delete Group]"
+	want := "[create User create User delete User update User update User create User create Group update Group update Group update Group update Group delete User delete Group]"
 	if fmt.Sprint(*changes) != want {
 		t.Errorf("changes %v\nwant    %s", *changes, want)
 	}

@@ -107,9 +107,14 @@ func getJSONNumbers(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 	if data == nil {
 		return false, nil
 	}
+	return true, decodeNumbers(data, v)
+}
+
+// decodeNumbers decodes JSON keeping numbers as json.Number.
+func decodeNumbers(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	return true, dec.Decode(v)
+	return dec.Decode(v)
 }
 
 func putJSON(b *bbolt.Bucket, key []byte, v any) error {

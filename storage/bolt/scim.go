@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -151,10 +152,10 @@ func (s *SCIMStore) List(ctx context.Context, typ string, fn func(*scim.Stored) 
 	prefix := scimKey(typ, "")
 	return s.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketSCIM).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			var st scim.Stored
-			if _, err := getJSONNumbers(tx.Bucket(bucketSCIM), k, &st); err != nil {
-				return err
+			if err := decodeNumbers(v, &st); err != nil {
+				return fmt.Errorf("bolt: %s %q: %w", bucketSCIM, k, err)
 			}
 			if !fn(&st) {
 				return nil
