@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,58 @@ func (a *Android) SyncPolicies(ctx context.Context) (int, error) {
 		}
 	}
 	return len(list) + 1, nil
+}
+
+// Refresh puts the enrolled Android devices of records (by serial) on the
+// policy of their groups, after their or their users' groups changed, and
+// returns how many devices it moved to another policy.
+func (a *Android) Refresh(ctx context.Context, serials []string) (int, error) {
+	l := a.Lifecycle
+	moved := 0
+	for _, serial := range serials {
+		rec, err := l.Records.Record(ctx, serial)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return moved, err
+		}
+		if rec.Status != StatusEnrolled || !isAndroidEnrollment(rec.EnrollmentID) {
+			continue
+		}
+		groups := rec.Groups
+		if u, err := l.Records.User(ctx, rec.UserEmail); err == nil {
+			groups = append(slices.Clone(groups), u.Groups...)
+		}
+		policy, err := a.policyFor(ctx, groups)
+		if err != nil {
+			return moved, err
+		}
+		d, err := a.Management.Device(ctx, rec.EnrollmentID)
+		if err != nil {
+			return moved, err
+		}
+		if d.PolicyName == a.Management.PolicyName(policy) {
+			continue
+		}
+		if _, err := a.Management.SetDevicePolicy(ctx, rec.EnrollmentID, policy); err != nil {
+			return moved, err
+		}
+		moved++
+		_, err = l.Records.UpdateRecord(ctx, rec.Serial, func(r *Record) (*Record, error) {
+			if r == nil {
+				return nil, nil
+			}
+			r = r.Clone()
+			r.Log(Event{At: l.now(), Step: StepAssigned, Enrollment: rec.EnrollmentID, Note: "android policy " + policy})
+			return r, nil
+		})
+		if err != nil {
+			return moved, err
+		}
+		a.log().Info("android: device moved to its groups' policy", "serial", rec.Serial, "device", rec.EnrollmentID, "policy", policy)
+	}
+	return moved, nil
 }
 
 // An AndroidToken is an enrollment token with what a device needs to use
@@ -285,7 +338,7 @@ func (a *Android) Bind(ctx context.Context, d *am.Device) error {
 		if r.IMEI == "" {
 			r.IMEI = imei
 		}
-		r.TokenID, r.EnrollmentID, r.CertFingerprint, r.Applied = d.EnrollmentTokenName, d.Name, "", nil
+		r.TokenID, r.EnrollmentID, r.CertFingerprint, r.Applied, r.Removed = d.EnrollmentTokenName, d.Name, "", nil, nil
 		r.Status, r.EnrolledAt, r.UpdatedAt = StatusEnrolled, now, now
 		r.Log(Event{At: now, Step: StepEnrolled, Enrollment: d.Name, Token: d.EnrollmentTokenName,
 			Note: fmt.Sprintf("android %s, %s", d.Ownership, d.ManagementMode)})
@@ -509,9 +562,9 @@ func (a *Android) commandDone(ctx context.Context, op *am.Operation) error {
 }
 
 // Wipe deletes a record's device: a company-owned device factory-resets
-// (keeping factory reset protection unless wipeFRP), a personal one loses
-// its work profile. The record goes wipe-pending, then wiped when Google
-// has accepted the deletion.
+// (external storage included), a personal one loses its work profile and
+// keeps the rest. The record goes wipe-pending, then, when Google has
+// accepted the deletion, wiped (company-owned) or unenrolled (personal).
 func (a *Android) Wipe(ctx context.Context, serial, reason string) error {
 	rec, err := a.androidRecord(ctx, serial)
 	if err != nil {
@@ -540,6 +593,9 @@ func (a *Android) Wipe(ctx context.Context, serial, reason string) error {
 	}
 	if err := a.Management.DeleteDevice(ctx, rec.EnrollmentID, flags, reason); err != nil && !errors.Is(err, zerotouch.ErrNotFound) {
 		return err
+	}
+	if rec.Ownership == OwnershipPersonal {
+		return mark(StatusUnenrolled, StepUnenrolled)
 	}
 	return mark(StatusWiped, StepWiped)
 }

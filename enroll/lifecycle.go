@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,10 @@ type Lifecycle struct {
 	SignerCert *x509.Certificate
 	SignerKey  crypto.Signer
 	Chain      []*x509.Certificate
+
+	// EnrollmentProfile is the PayloadIdentifier of the enrollment
+	// profile the server hands out: Unmanage removes it.
+	EnrollmentProfile string
 
 	// Push, when set, wakes devices that have new commands queued.
 	Push   func(ctx context.Context, enrollmentIDs []string)
@@ -246,7 +251,7 @@ func (l *Lifecycle) Admit(ctx context.Context, m *mdm.Authenticate, fingerprint 
 		}
 		r.TokenID, r.CertFingerprint, r.EnrollmentID = tokenID, fingerprint, enrollment
 		r.Platform = platformOf(m) // what the device is, whatever the import said
-		r.Applied, r.EnrolledAt = nil, time.Time{}
+		r.Applied, r.Removed, r.EnrolledAt = nil, nil, time.Time{}
 		r.UpdatedAt = now
 		r.Log(Event{At: now, Step: StepAuthenticated, Enrollment: enrollment, Cert: fingerprint, Token: tokenID})
 		return r, nil
@@ -315,7 +320,7 @@ func (l *Lifecycle) Reset(ctx context.Context, serial string) (*Record, error) {
 		now := l.now()
 		r.Log(Event{At: now, Step: StepReset, Enrollment: r.EnrollmentID, Note: "was " + string(r.Status)})
 		r.Status, r.UpdatedAt = StatusPreApproved, now
-		r.TokenID, r.CertFingerprint, r.EnrollmentID, r.Applied, r.EnrolledAt = "", "", "", nil, time.Time{}
+		r.TokenID, r.CertFingerprint, r.EnrollmentID, r.Applied, r.Removed, r.EnrolledAt = "", "", "", nil, nil, time.Time{}
 		return r, nil
 	})
 	if err == nil && r == nil {
@@ -336,10 +341,7 @@ func (l *Lifecycle) HandleEvent(ctx context.Context, e *mdm.Event) {
 	case e.Type == "checkin" && e.MessageType == "TokenUpdate":
 		err = l.enrolled(ctx, e.EnrollmentID)
 	case e.Type == "checkin" && e.MessageType == "CheckOut":
-		_, err = l.updateByEnrollment(ctx, e.EnrollmentID, func(r *Record) {
-			r.Status = StatusUnenrolled
-			r.Log(Event{At: l.now(), Step: StepUnenrolled, Enrollment: e.EnrollmentID})
-		})
+		err = l.checkedOut(ctx, e.EnrollmentID)
 	case e.Type == "result" && e.Result.RequestType == "EraseDevice" && e.Result.Status == mdm.StatusAcknowledged:
 		err = l.wiped(ctx, e.EnrollmentID, e.Result)
 	}
@@ -402,21 +404,108 @@ func (l *Lifecycle) RequestWipe(ctx context.Context, enrollmentIDs []string, com
 	return nil
 }
 
-// wiped marks a record wiped and revokes the certificate of the enrollment.
-func (l *Lifecycle) wiped(ctx context.Context, id string, res *mdm.Result) error {
-	enr, err := l.MDM.Enrollment(ctx, id)
+// Erase queues EraseDevice for the enrolled Apple device of a record (by
+// serial), wakes it, and marks the record wipe-pending with note (why) in
+// its history. Erasing a record already wipe-pending queues nothing more.
+func (l *Lifecycle) Erase(ctx context.Context, serial, note string) error {
+	return l.remove(ctx, serial, "EraseDevice", &mdm.EraseDevice{}, StepWipeRequested, note)
+}
+
+// Unmanage removes the MDM enrollment profile from the enrolled Apple
+// device of a record (by serial), which takes with it every managed
+// profile, app and their data and leaves the rest of the device alone;
+// the device then checks out. note (why) goes in the record's history.
+func (l *Lifecycle) Unmanage(ctx context.Context, serial, note string) error {
+	if l.EnrollmentProfile == "" {
+		return errors.New("enroll: the enrollment profile's identifier is not configured")
+	}
+	return l.remove(ctx, serial, "Unmanage", &mdm.RemoveProfile{Identifier: l.EnrollmentProfile}, StepUnmanageRequested, note)
+}
+
+// remove queues a command that ends a device's management (what names it
+// for its UUID) and logs step.
+func (l *Lifecycle) remove(ctx context.Context, serial, what string, cmd mdm.Command, step Step, note string) error {
+	serial, err := NormalizeSerial(serial)
 	if err != nil {
 		return err
 	}
-	revoked := ""
-	if fp := enr.CertFingerprint; fp != "" {
-		err := l.Certs.RevokeCert(ctx, fp, res.ReceivedAt)
-		switch {
-		case err == nil:
-			revoked = fp
-		case !errors.Is(err, scep.ErrAlreadyRevoked) && !errors.Is(err, scep.ErrNotFound):
-			return err
+	rec, err := l.Records.Record(ctx, serial)
+	if err != nil {
+		return err
+	}
+	if rec.EnrollmentID == "" || isAndroidEnrollment(rec.EnrollmentID) || rec.Status != StatusEnrolled && rec.Status != StatusWipePending {
+		return invalidf("%s is not an enrolled Apple device (status %s)", serial, rec.Status)
+	}
+	id := l.commandUUID(rec, what, "")
+	if err := l.enqueue(ctx, rec.EnrollmentID, id, cmd); err != nil {
+		return err
+	}
+	_, err = l.updateByEnrollment(ctx, rec.EnrollmentID, func(r *Record) {
+		for _, e := range r.History {
+			if e.Step == step && e.Command == id {
+				return // logged already
+			}
 		}
+		if step == StepWipeRequested {
+			r.Status = StatusWipePending
+		}
+		r.Log(Event{At: l.now(), Step: step, Enrollment: rec.EnrollmentID, Command: id, Note: note})
+	})
+	if err != nil {
+		return err
+	}
+	l.log().Info("enroll: device removal queued", "serial", serial, "enrollment", rec.EnrollmentID, "command", cmd.RequestType(), "note", note)
+	if l.Push != nil {
+		l.Push(ctx, []string{rec.EnrollmentID})
+	}
+	return nil
+}
+
+// checkedOut marks a record unenrolled when its device checks out (its
+// MDM profile was removed) and revokes the enrollment's certificate: the
+// identity is of no further use.
+func (l *Lifecycle) checkedOut(ctx context.Context, id string) error {
+	now := l.now()
+	revoked, err := l.revoke(ctx, id, now)
+	if err != nil {
+		return err
+	}
+	_, err = l.updateByEnrollment(ctx, id, func(r *Record) {
+		r.Status = StatusUnenrolled
+		r.Log(Event{At: now, Step: StepUnenrolled, Enrollment: id})
+		if revoked != "" {
+			r.Log(Event{At: now, Step: StepCertRevoked, Enrollment: id, Cert: revoked})
+		}
+	})
+	return err
+}
+
+// revoke revokes the certificate of an enrollment and returns its
+// fingerprint, or "" when there was nothing to revoke.
+func (l *Lifecycle) revoke(ctx context.Context, id string, at time.Time) (string, error) {
+	enr, err := l.MDM.Enrollment(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	fp := enr.CertFingerprint
+	if fp == "" {
+		return "", nil
+	}
+	err = l.Certs.RevokeCert(ctx, fp, at)
+	switch {
+	case err == nil:
+		return fp, nil
+	case errors.Is(err, scep.ErrAlreadyRevoked) || errors.Is(err, scep.ErrNotFound):
+		return "", nil
+	}
+	return "", err
+}
+
+// wiped marks a record wiped and revokes the certificate of the enrollment.
+func (l *Lifecycle) wiped(ctx context.Context, id string, res *mdm.Result) error {
+	revoked, err := l.revoke(ctx, id, res.ReceivedAt)
+	if err != nil {
+		return err
 	}
 	_, err = l.updateByEnrollment(ctx, id, func(r *Record) {
 		r.Status = StatusWiped
@@ -433,14 +522,19 @@ func (l *Lifecycle) wiped(ctx context.Context, id string, res *mdm.Result) error
 // enrollment identity, so queueing again after a crash is idempotent.
 var commandNamespace = uuid.MustParse("9a1c2f0e-5b7d-4e38-9d61-2f4b8c0a7e13")
 
-// apply queues, for the enrolled device of a record, each assignment of
-// its groups not yet queued for its current enrollment, marks them
-// applied, and returns the enrollment ID when it queued anything.
+// apply brings the enrolled device of a record in line with assignments:
+// each assignment of a group the record is in (directly or through its
+// user) and not yet queued for its current enrollment is queued and marked
+// applied; each profile assignment applied but of a group the record has
+// left is removed with RemoveProfile (a command assignment is only
+// forgotten: what it did cannot be undone). It returns the enrollment ID
+// when it queued anything.
 //
-// The command is queued before it is marked; its UUID is derived from the
-// assignment and the enrollment's certificate, and queueing a UUID already
-// in the queue is a no-op, so a crash between the two writes at most
-// re-sends a command the device already answered.
+// A command is queued before it is marked; its UUID is derived from the
+// assignment, the enrollment's certificate and the command that last
+// removed it, and queueing a UUID already in the queue is a no-op, so a
+// crash between the two writes at most re-sends a command the device
+// already answered.
 func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Assignment) (string, error) {
 	defer l.lockRecord(serial)()
 	rec, err := l.Records.Record(ctx, serial)
@@ -453,24 +547,45 @@ func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Ass
 			return "", err
 		}
 	}
-	type queued struct{ assignment, command string }
+	type queued struct {
+		assignment, command string
+		removed             bool
+	}
 	var done []queued
 	for _, a := range assignments {
-		if a.Kind == AssignAndroidPolicy || !rec.InGroup(a.Group, user) || rec.Applied[a.ID] != "" {
+		if a.Kind == AssignAndroidPolicy {
 			continue // Android policies reach devices through their enrollment token
 		}
-		id := strings.ToUpper(uuid.NewSHA1(commandNamespace, []byte(rec.EnrollmentID+"\x00"+rec.CertFingerprint+"\x00"+a.ID)).String())
-		payload, err := l.payload(a, id)
-		if err != nil {
+		member, applied := rec.InGroup(a.Group, user), rec.Applied[a.ID]
+		var cmd mdm.Command
+		var id string
+		switch {
+		case member && applied == "":
+			id = l.commandUUID(rec, a.ID, rec.Removed[a.ID])
+			payload, err := l.payload(a, id)
+			if err != nil {
+				return "", err
+			}
+			err = l.MDM.Enqueue(ctx, []string{rec.EnrollmentID}, &mdm.QueuedCommand{
+				UUID: id, RequestType: a.commandType(), Payload: payload, EnqueuedAt: l.now(),
+			})
+			if err != nil {
+				return "", err
+			}
+			done = append(done, queued{a.ID, id, false})
+			continue
+		case !member && applied != "" && a.Kind == AssignProfile:
+			id, cmd = l.commandUUID(rec, a.ID, applied), &mdm.RemoveProfile{Identifier: a.Name}
+		case !member && applied != "":
+			done = append(done, queued{a.ID, "", true})
+			continue
+		default:
+			continue
+		}
+		if err := l.enqueue(ctx, rec.EnrollmentID, id, cmd); err != nil {
 			return "", err
 		}
-		err = l.MDM.Enqueue(ctx, []string{rec.EnrollmentID}, &mdm.QueuedCommand{
-			UUID: id, RequestType: a.commandType(), Payload: payload, EnqueuedAt: l.now(),
-		})
-		if err != nil {
-			return "", err
-		}
-		done = append(done, queued{a.ID, id})
+		done = append(done, queued{a.ID, id, true})
 	}
 	if len(done) == 0 {
 		return "", nil
@@ -486,6 +601,15 @@ func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Ass
 		}
 		now := l.now()
 		for _, q := range done {
+			if q.removed {
+				delete(r.Applied, q.assignment)
+				if r.Removed == nil {
+					r.Removed = map[string]string{}
+				}
+				r.Removed[q.assignment] = q.command
+				r.Log(Event{At: now, Step: StepUnassigned, Enrollment: enrollment, Assignment: q.assignment, Command: q.command})
+				continue
+			}
 			r.Applied[q.assignment] = q.command
 			r.Log(Event{At: now, Step: StepAssigned, Enrollment: enrollment, Assignment: q.assignment, Command: q.command})
 		}
@@ -494,11 +618,34 @@ func (l *Lifecycle) apply(ctx context.Context, serial string, assignments []*Ass
 	if err != nil {
 		return "", err
 	}
-	l.log().Info("enroll: assignments queued", "serial", serial, "enrollment", enrollment, "count", len(done))
+	l.log().Info("enroll: assignments reconciled", "serial", serial, "enrollment", enrollment, "changes", len(done))
 	if l.Push != nil {
 		l.Push(ctx, []string{enrollment})
 	}
 	return enrollment, nil
+}
+
+// commandUUID derives the UUID of a command for a record's enrollment
+// from what it does (an assignment, "EraseDevice"...) and the command
+// before it in that line (empty for the first), so that the same step
+// queued twice is one command.
+func (l *Lifecycle) commandUUID(rec *Record, what, previous string) string {
+	seed := rec.EnrollmentID + "\x00" + rec.CertFingerprint + "\x00" + what
+	if previous != "" {
+		seed += "\x00" + previous
+	}
+	return strings.ToUpper(uuid.NewSHA1(commandNamespace, []byte(seed)).String())
+}
+
+// enqueue queues a command for one enrollment.
+func (l *Lifecycle) enqueue(ctx context.Context, enrollment, id string, cmd mdm.Command) error {
+	payload, err := mdm.MarshalCommand(id, cmd)
+	if err != nil {
+		return err
+	}
+	return l.MDM.Enqueue(ctx, []string{enrollment}, &mdm.QueuedCommand{
+		UUID: id, RequestType: cmd.RequestType(), Payload: payload, EnqueuedAt: l.now(),
+	})
 }
 
 func (a *Assignment) commandType() string {
@@ -585,6 +732,18 @@ func (l *Lifecycle) members(ctx context.Context, group string) ([]string, error)
 // enrolled; it returns their enrollment IDs. Unknown serials or emails are
 // an ErrNotFound naming them, and then nothing is changed.
 func (l *Lifecycle) AddToGroup(ctx context.Context, group string, serials, emails []string) ([]string, error) {
+	return l.regroup(ctx, group, serials, emails, true)
+}
+
+// RemoveFromGroup takes records (by serial) and users (by email) out of a
+// group and removes the group's profiles from those of their devices that
+// are enrolled and no longer in the group by another way (a device stays
+// in a group its user is in); it returns their enrollment IDs.
+func (l *Lifecycle) RemoveFromGroup(ctx context.Context, group string, serials, emails []string) ([]string, error) {
+	return l.regroup(ctx, group, serials, emails, false)
+}
+
+func (l *Lifecycle) regroup(ctx context.Context, group string, serials, emails []string, add bool) ([]string, error) {
 	if err := checkGroup(group); err != nil {
 		return nil, err
 	}
@@ -593,48 +752,55 @@ func (l *Lifecycle) AddToGroup(ctx context.Context, group string, serials, email
 		return nil, err
 	}
 	now := l.now()
+	edit := func(groups []string) ([]string, bool) {
+		has := slices.Contains(groups, group)
+		switch {
+		case add && !has:
+			return append(groups, group), true
+		case !add && has:
+			return slices.DeleteFunc(groups, func(g string) bool { return g == group }), true
+		}
+		return nil, false
+	}
 	for _, s := range serials {
 		_, err := l.Records.UpdateRecord(ctx, s, func(r *Record) (*Record, error) {
-			if r == nil || r.InGroup(group, nil) {
+			if r == nil {
 				return nil, nil
 			}
 			r = r.Clone()
-			r.Groups, r.UpdatedAt = append(r.Groups, group), now
+			var changed bool
+			if r.Groups, changed = edit(r.Groups); !changed {
+				return nil, nil
+			}
+			r.UpdatedAt = now
 			return r, nil
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
-	affected := append([]string(nil), serials...)
 	for _, e := range emails {
 		_, err := l.Records.UpdateUser(ctx, e, func(u *User) (*User, error) {
-			if u == nil || u.InGroup(group) {
+			if u == nil {
 				return nil, nil
 			}
 			u = u.Clone()
-			u.Groups, u.UpdatedAt = append(u.Groups, group), now
+			var changed bool
+			if u.Groups, changed = edit(u.Groups); !changed {
+				return nil, nil
+			}
+			u.UpdatedAt = now
 			return u, nil
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
-	if len(emails) > 0 {
-		want := map[string]bool{}
-		for _, e := range emails {
-			want[e] = true
-		}
-		err := l.Records.Records(ctx, func(r *Record) bool {
-			if want[r.UserEmail] {
-				affected = append(affected, r.Serial)
-			}
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
+	affected, err := l.devicesOf(ctx, emails)
+	if err != nil {
+		return nil, err
 	}
+	affected = append(affected, serials...)
 	var all []*Assignment
 	err = l.Assignments.Assignments(ctx, func(a *Assignment) bool {
 		if a.Group == group {
@@ -646,6 +812,37 @@ func (l *Lifecycle) AddToGroup(ctx context.Context, group string, serials, email
 		return nil, err
 	}
 	return l.applyAll(ctx, affected, all)
+}
+
+// devicesOf returns the serial numbers of the records of users (by email).
+func (l *Lifecycle) devicesOf(ctx context.Context, emails []string) ([]string, error) {
+	if len(emails) == 0 {
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, e := range emails {
+		want[e] = true
+	}
+	var serials []string
+	err := l.Records.Records(ctx, func(r *Record) bool {
+		if want[r.UserEmail] {
+			serials = append(serials, r.Serial)
+		}
+		return true
+	})
+	return serials, err
+}
+
+// Refresh brings the enrolled devices of records (by serial) in line with
+// every assignment, after their or their users' groups changed: the
+// assignments of groups joined are queued, the profiles of groups left are
+// removed. It returns the enrollment IDs it queued commands for.
+func (l *Lifecycle) Refresh(ctx context.Context, serials []string) ([]string, error) {
+	var all []*Assignment
+	if err := l.Assignments.Assignments(ctx, func(a *Assignment) bool { all = append(all, a); return true }); err != nil {
+		return nil, err
+	}
+	return l.applyAll(ctx, serials, all)
 }
 
 // known normalises serials and emails and checks that each has a record or

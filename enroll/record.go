@@ -150,6 +150,10 @@ type Record struct {
 	// Applied maps the assignments queued for the current enrollment to
 	// the UUID of the command that carried them, so each is queued once.
 	Applied map[string]string `json:"applied,omitempty"`
+	// Removed maps the profile assignments taken away from the current
+	// enrollment (the record left their group) to the UUID of the
+	// RemoveProfile that took them away.
+	Removed map[string]string `json:"removed,omitempty"`
 	// History is the record's life, oldest first, appended as it happens.
 	History []Event `json:"history,omitempty"`
 	// ADE is what Apple's device assignment service says of the device,
@@ -189,25 +193,29 @@ type Step string
 
 // Steps.
 const (
-	StepCreated       Step = "created"        // Note: the source
-	StepLinkMinted    Step = "link-minted"    // Token: an enrollment link minted for the record
-	StepInvited       Step = "invited"        // Token, Note: an invitation with that link went out (channel, address, ring)
-	StepReminded      Step = "reminded"       // Token, Note: a reminder went out
-	StepAuthenticated Step = "authenticated"  // Enrollment, Cert, Token: admitted at Authenticate
-	StepRefused       Step = "refused"        // Note: why an Authenticate was refused
-	StepEnrolled      Step = "enrolled"       // Enrollment: the first TokenUpdate
-	StepAssigned      Step = "assigned"       // Assignment, Command: an assignment queued
-	StepUnenrolled    Step = "unenrolled"     // Enrollment: CheckOut
-	StepWipeRequested Step = "wipe-requested" // Command: EraseDevice queued
-	StepWiped         Step = "wiped"          // Command: EraseDevice acknowledged
-	StepCertRevoked   Step = "cert-revoked"   // Cert: revoked after the wipe
-	StepADEAssigned   Step = "ade-assigned"   // Note: ADE profile and Apple's answer
-	StepADEDeleted    Step = "ade-deleted"    // Note: the token whose server the device left
-	StepADEDisowned   Step = "ade-disowned"   // disowned in Apple Business Manager
-	StepADEProfile    Step = "ade-profile"    // Token: enrollment profile served for the device's MachineInfo
-	StepReset         Step = "reset"          // Note: the status before; links forgotten
-	StepCommand       Step = "command"        // Command: an Android command issued (Note: its type)
-	StepCommandResult Step = "command-result" // Command: an Android command finished (Note: type and result)
+	StepCreated              Step = "created"               // Note: the source
+	StepLinkMinted           Step = "link-minted"           // Token: an enrollment link minted for the record
+	StepInvited              Step = "invited"               // Token, Note: an invitation with that link went out (channel, address, ring)
+	StepReminded             Step = "reminded"              // Token, Note: a reminder went out
+	StepAuthenticated        Step = "authenticated"         // Enrollment, Cert, Token: admitted at Authenticate
+	StepRefused              Step = "refused"               // Note: why an Authenticate was refused
+	StepEnrolled             Step = "enrolled"              // Enrollment: the first TokenUpdate
+	StepAssigned             Step = "assigned"              // Assignment, Command: an assignment queued
+	StepUnassigned           Step = "unassigned"            // Assignment, Command: the record left the group; its profile removed (Command: the RemoveProfile)
+	StepOffboarding          Step = "offboarding"           // Note: the identity provider's event that started offboarding, and what will be done
+	StepOffboardingCancelled Step = "offboarding-cancelled" // Note: who cancelled and why
+	StepUnmanageRequested    Step = "unmanage-requested"    // Command, Note: RemoveProfile of the MDM profile queued (Android: the work profile deleted)
+	StepUnenrolled           Step = "unenrolled"            // Enrollment: CheckOut
+	StepWipeRequested        Step = "wipe-requested"        // Command: EraseDevice queued
+	StepWiped                Step = "wiped"                 // Command: EraseDevice acknowledged
+	StepCertRevoked          Step = "cert-revoked"          // Cert: revoked after the wipe
+	StepADEAssigned          Step = "ade-assigned"          // Note: ADE profile and Apple's answer
+	StepADEDeleted           Step = "ade-deleted"           // Note: the token whose server the device left
+	StepADEDisowned          Step = "ade-disowned"          // disowned in Apple Business Manager
+	StepADEProfile           Step = "ade-profile"           // Token: enrollment profile served for the device's MachineInfo
+	StepReset                Step = "reset"                 // Note: the status before; links forgotten
+	StepCommand              Step = "command"               // Command: an Android command issued (Note: its type)
+	StepCommandResult        Step = "command-result"        // Command: an Android command finished (Note: type and result)
 )
 
 // An Event is one step in the life of a record, with the ids of the links
@@ -251,8 +259,14 @@ type User struct {
 	Mobile    string    `json:"mobile,omitempty"`
 	Ownership Ownership `json:"ownership,omitempty"` // for users imported without devices
 	Groups    []string  `json:"groups,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	// Directory is the identity provider's user this user mirrors,
+	// "SOURCE:ID" (scim:…, google:…); empty for a user Custody made.
+	Directory string `json:"directory,omitempty"`
+	// Deactivated is when the identity provider deactivated, suspended
+	// or deleted the user; zero while it is active.
+	Deactivated time.Time `json:"deactivated,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // NormalizeSerial returns a serial number as records are keyed: trimmed and
@@ -426,6 +440,7 @@ func (r *Record) Clone() *Record {
 	c.Groups = slices.Clone(r.Groups)
 	c.History = slices.Clone(r.History)
 	c.Applied = maps.Clone(r.Applied)
+	c.Removed = maps.Clone(r.Removed)
 	if r.ADE != nil {
 		ade := *r.ADE
 		c.ADE = &ade

@@ -184,6 +184,15 @@ func (m *Management) IssueCommand(ctx context.Context, device string, c *am.Comm
 	})
 }
 
+// SetDevicePolicy makes a device apply another policy of the enterprise
+// (by id), patching only its policyName.
+func (m *Management) SetDevicePolicy(ctx context.Context, device, policyID string) (*am.Device, error) {
+	return call(ctx, m.retry, func() (*am.Device, error) {
+		return m.svc.Enterprises.Devices.Patch(device, &am.Device{PolicyName: m.PolicyName(policyID)}).
+			UpdateMask("policyName").Context(ctx).Do()
+	})
+}
+
 // Operation returns a command's operation by name.
 func (m *Management) Operation(ctx context.Context, name string) (*am.Operation, error) {
 	return call(ctx, m.retry, func() (*am.Operation, error) {

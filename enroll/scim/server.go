@@ -71,31 +71,46 @@ func NewToken(ctx context.Context, store Store, name string, now time.Time) (*To
 	return t, value, store.PutToken(ctx, t)
 }
 
-// authorized checks the request's bearer token against the stored hashes.
-func (s *Server) authorized(r *http.Request) (bool, error) {
+// authorized returns the stored token matching the request's bearer
+// token, nil when there is none.
+func (s *Server) authorized(r *http.Request) (*Token, error) {
 	value, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return false, nil
+		return nil, nil
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(value)))
 	tokens, err := s.Store.Tokens(r.Context())
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	found := 0
+	var found *Token
 	for _, t := range tokens {
-		found |= subtle.ConstantTimeCompare(t.Hash, sum[:])
+		if subtle.ConstantTimeCompare(t.Hash, sum[:]) == 1 {
+			found = t
+		}
 	}
-	return found == 1, nil
+	return found, nil
+}
+
+type tokenKey struct{}
+
+// TokenName returns the name of the token that authorised the request
+// whose context (or a context derived from it, as Changed gets) is ctx.
+func TokenName(ctx context.Context) string {
+	name, _ := ctx.Value(tokenKey{}).(string)
+	return name
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ok, err := s.authorized(r)
+	tok, err := s.authorized(r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	if !ok {
+	if tok != nil {
+		r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok.Name))
+	}
+	if tok == nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="custody-scim"`)
 		s.write(w, http.StatusUnauthorized, (&Error{Status: 401, Detail: "a valid bearer token is required (custody scim token new)"}).body())
 		return

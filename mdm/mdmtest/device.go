@@ -28,6 +28,10 @@ import (
 // longer talks to its server.
 var ErrWiped = errors.New("mdmtest: device has been erased")
 
+// ErrUnenrolled is returned by a device whose MDM enrollment profile has
+// been removed: it no longer talks to its server.
+var ErrUnenrolled = errors.New("mdmtest: device is no longer enrolled")
+
 // A Device is a simulated Apple device enrolled in an MDM server. Set its
 // identity (Cert, Key) and URLs, then Authenticate, TokenUpdate and Poll.
 type Device struct {
@@ -47,6 +51,12 @@ type Device struct {
 	ServerURL  string
 	Topic      string
 	HTTPClient *http.Client // http.DefaultClient when nil
+
+	// EnrollmentProfile is the PayloadIdentifier of the profile the device
+	// enrolled with: RemoveProfile of it unenrolls the device, which then
+	// sends CheckOut when CheckOutWhenRemoved.
+	EnrollmentProfile   string
+	CheckOutWhenRemoved bool
 
 	// Push details the device reports in TokenUpdate.
 	PushMagic string
@@ -74,12 +84,14 @@ type Device struct {
 	// server rather than itself.
 	ReuseSignatures bool
 
-	mu       sync.Mutex
-	lastBody []byte // the last body signed, and its signature
-	lastSig  string
-	profiles map[string][]byte // PayloadIdentifier → profile
-	wiped    bool
-	locked   bool
+	mu         sync.Mutex
+	lastBody   []byte // the last body signed, and its signature
+	lastSig    string
+	profiles   map[string][]byte // PayloadIdentifier → profile
+	wiped      bool
+	removing   bool // the enrollment profile was removed: unenrolled once it says so
+	unenrolled bool
+	locked     bool
 }
 
 // NewDevice returns a device with a random UDID and serial number and
@@ -100,6 +112,14 @@ func (d *Device) Wiped() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.wiped
+}
+
+// Unenrolled reports whether the device's enrollment profile has been
+// removed.
+func (d *Device) Unenrolled() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.unenrolled
 }
 
 // Profiles returns the identifiers of the profiles installed by MDM.
@@ -127,6 +147,9 @@ func (e *HTTPError) Error() string {
 func (d *Device) send(ctx context.Context, kind, url string, v any) (out []byte, err error) {
 	if d.Wiped() {
 		return nil, ErrWiped
+	}
+	if d.Unenrolled() && kind != "CheckOut" {
+		return nil, ErrUnenrolled
 	}
 	body, err := plist.Marshal(v)
 	if err != nil {
@@ -256,6 +279,18 @@ func (d *Device) Poll(ctx context.Context) ([]*mdm.CommandPayload, error) {
 			d.mu.Unlock()
 			return done, nil
 		}
+		d.mu.Lock()
+		removed := d.removing
+		d.unenrolled = d.unenrolled || removed
+		d.mu.Unlock()
+		if removed {
+			// The enrollment profile went, and all that MDM installed
+			// with it: the device says goodbye if asked to.
+			if err == nil && d.CheckOutWhenRemoved {
+				err = d.CheckOut(ctx)
+			}
+			return done, err
+		}
 	}
 	return done, err
 }
@@ -292,6 +327,10 @@ func (d *Device) execute(p *mdm.CommandPayload) any {
 		d.profiles[prof.PayloadIdentifier] = c.Payload
 		return &ok
 	case *mdm.RemoveProfile:
+		if c.Identifier != "" && c.Identifier == d.EnrollmentProfile {
+			d.profiles, d.removing = nil, true
+			return &ok
+		}
 		if _, found := d.profiles[c.Identifier]; !found {
 			return errorResult(ok, 89, "MDMErrorDomain", "The profile is not installed.")
 		}

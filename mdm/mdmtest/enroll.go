@@ -40,7 +40,8 @@ type EnrollOptions struct {
 
 // profile is the part of an enrollment .mobileconfig a device acts on.
 type profile struct {
-	PayloadContent []struct {
+	PayloadIdentifier string
+	PayloadContent    []struct {
 		PayloadType    string
 		PayloadUUID    string
 		PayloadContent struct {
@@ -54,6 +55,7 @@ type profile struct {
 		ServerURL               string
 		CheckInURL              string
 		SignMessage             bool
+		CheckOutWhenRemoved     bool
 	}
 }
 
@@ -104,6 +106,7 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 	keysize := 2048
 	var mdmPayload *struct {
 		IdentityCertificateUUID, Topic, ServerURL, CheckInURL string
+		CheckOutWhenRemoved                                   bool
 	}
 	scepUUID := ""
 	for _, pl := range p.PayloadContent {
@@ -120,8 +123,10 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 			if !pl.SignMessage {
 				return nil, errors.New("mdmtest: MDM payload without SignMessage: this device signs every message")
 			}
-			mdmPayload = &struct{ IdentityCertificateUUID, Topic, ServerURL, CheckInURL string }{
-				pl.IdentityCertificateUUID, pl.Topic, pl.ServerURL, pl.CheckInURL}
+			mdmPayload = &struct {
+				IdentityCertificateUUID, Topic, ServerURL, CheckInURL string
+				CheckOutWhenRemoved                                   bool
+			}{pl.IdentityCertificateUUID, pl.Topic, pl.ServerURL, pl.CheckInURL, pl.CheckOutWhenRemoved}
 		}
 	}
 	if scepURL == "" || mdmPayload == nil {
@@ -147,6 +152,7 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 	d := NewDevice(cert, key)
 	d.ServerURL, d.CheckInURL, d.Topic, d.HTTPClient = mdmPayload.ServerURL, mdmPayload.CheckInURL, mdmPayload.Topic, hc
 	d.Observe = opts.Observe
+	d.EnrollmentProfile, d.CheckOutWhenRemoved = p.PayloadIdentifier, mdmPayload.CheckOutWhenRemoved
 	if opts.SerialNumber != "" {
 		d.SerialNumber = opts.SerialNumber
 	}

@@ -90,6 +90,7 @@ var allBuckets = [][]byte{
 	bucketChallengeIDs, bucketDEPTokens, bucketDEPCursors,
 	bucketRings, bucketJobs, bucketDeliveries,
 	bucketSCIM, bucketSCIMKeys, bucketSCIMTokens,
+	bucketDirGroups, bucketDirLinks, bucketDirOffboardings, bucketDirAudit, bucketDirSettings,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/enroll/campaign"
+	"github.com/custodymdm/custody/enroll/directory"
 	"github.com/custodymdm/custody/enroll/scim"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
@@ -143,5 +144,11 @@ func TestCampaignStore(t *testing.T) {
 func TestSCIMStore(t *testing.T) {
 	storagetest.RunSCIM(t, func(t *testing.T) scim.Store {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).SCIM()
+	})
+}
+
+func TestDirectoryStore(t *testing.T) {
+	storagetest.RunDirectory(t, func(t *testing.T) directory.Store {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).Directory()
 	})
 }

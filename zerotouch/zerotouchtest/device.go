@@ -44,6 +44,7 @@ type Device struct {
 	profileRemoved      bool
 	executed            []string
 	enrollmentTokenData string
+	policyName          string // set by a patch; the token's policy until then
 }
 
 type pendingCommand struct {
@@ -152,9 +153,13 @@ func (d *Device) state() *am.Device {
 	if d.deleted {
 		st = "DELETED"
 	}
+	policy := d.token.PolicyName
+	if d.policyName != "" {
+		policy = d.policyName
+	}
 	return &am.Device{
 		Name: d.Name, State: st, AppliedState: st, Ownership: d.ownership, ManagementMode: d.mode,
-		PolicyName: d.token.PolicyName, AppliedPolicyName: d.token.PolicyName,
+		PolicyName: policy, AppliedPolicyName: policy,
 		EnrollmentTokenName: d.token.Name, EnrollmentTokenData: d.enrollmentTokenData,
 		EnrollmentTime: d.enrolled.Format(time.RFC3339Nano), LastStatusReportTime: d.reported.Format(time.RFC3339Nano),
 		HardwareInfo: &am.HardwareInfo{SerialNumber: d.Info.Serial, Model: d.Info.Model, Manufacturer: d.Info.Manufacturer, Brand: d.Info.Manufacturer},
@@ -261,6 +266,13 @@ func (d *Device) WipeFlags() ([]string, string) {
 	d.srv.mu.Lock()
 	defer d.srv.mu.Unlock()
 	return append([]string(nil), d.wipeFlags...), d.wipeReason
+}
+
+// PolicyName returns the policy the device applies.
+func (d *Device) PolicyName() string {
+	d.srv.mu.Lock()
+	defer d.srv.mu.Unlock()
+	return d.state().PolicyName
 }
 
 // Password returns the password a RESET_PASSWORD set.

@@ -337,6 +337,8 @@ func (s *Server) listDevices(w http.ResponseWriter, e *enterprise, q map[string]
 	writeJSON(w, resp)
 }
 
+func q(r *http.Request, key string) string { return r.URL.Query().Get(key) }
+
 func first(v []string) string {
 	if len(v) == 0 {
 		return ""
@@ -366,6 +368,19 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request, e *enterprise, n
 		e.ops[op.Name] = op
 		d.pending = append(d.pending, pendingCommand{op: op.Name, cmd: c})
 		writeJSON(w, op)
+	case r.Method == http.MethodPatch && verb == "":
+		var in am.Device
+		mask := q(r, "updateMask")
+		if json.Unmarshal(body, &in) != nil || mask != "policyName" || !strings.HasPrefix(in.PolicyName, e.e.Name+"/policies/") {
+			googleError(w, 400, "INVALID_ARGUMENT", "this fake patches policyName only, with updateMask=policyName and an enterprise policy")
+			return
+		}
+		if e.policies[in.PolicyName] == nil {
+			googleError(w, 400, "INVALID_ARGUMENT", "Policy "+in.PolicyName+" not found.")
+			return
+		}
+		d.policyName = in.PolicyName
+		writeJSON(w, d.state())
 	case r.Method == http.MethodDelete && verb == "":
 		d.deleted, d.wipeFlags, d.wipeReason = true, r.URL.Query()["wipeDataFlags"], r.URL.Query().Get("wipeReasonMessage")
 		delete(e.devices, devName)
