@@ -41,6 +41,7 @@ func serveCmd() *cobra.Command {
 		certValidity, apnsHost, apnsCA                        string
 		webhookURL, webhookSecretFile                         string
 		depInterval                                           time.Duration
+		offboardingInterval                                   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -146,6 +147,7 @@ unless the GOGC environment variable says otherwise.`,
 				srv.mdm.Events = eventFanout{srv.life, hook}
 			}
 			srv.dep.interval = depInterval
+			srv.offboardingInterval = offboardingInterval
 			if err := srv.dep.start(cmd.Context()); err != nil {
 				ln.Close()
 				return err
@@ -156,6 +158,12 @@ unless the GOGC environment variable says otherwise.`,
 			campaignsDone := make(chan struct{})
 			go func() { srv.campaigns.Run(campaignsCtx); close(campaignsDone) }()
 			defer func() { stopCampaigns(); <-campaignsDone }()
+			// The directory's background work: the SCIM mirror repaired,
+			// due offboardings carried out, Google synced on schedule.
+			directoryCtx, stopDirectory := context.WithCancel(cmd.Context())
+			directoryDone := make(chan struct{})
+			go func() { srv.runDirectory(directoryCtx); close(directoryDone) }()
+			defer func() { stopDirectory(); <-directoryDone }()
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err
@@ -189,6 +197,7 @@ unless the GOGC environment variable says otherwise.`,
 	f.StringVar(&apnsCA, "apns-ca", envDefault("CUSTODY_APNS_CA", ""), "PEM CA certificates to trust for --apns-host, besides the system's")
 	f.StringVar(&webhookURL, "webhook-url", envDefault("CUSTODY_WEBHOOK_URL", ""), "POST check-in and command-result events here")
 	f.StringVar(&webhookSecretFile, "webhook-secret-file", envDefault("CUSTODY_WEBHOOK_SECRET_FILE", ""), "file with the secret that signs webhook requests (X-Custody-Signature)")
+	f.DurationVar(&offboardingInterval, "offboarding-interval", 30*time.Second, "how often due offboardings are looked for")
 	f.DurationVar(&depInterval, "dep-sync-interval", envDuration("CUSTODY_DEP_SYNC_INTERVAL", 15*time.Minute), "how often ADE server tokens sync (0: only on demand)")
 	f.BoolVar(&debugLog, "debug", false, "log every request")
 	return cmd

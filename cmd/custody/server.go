@@ -23,6 +23,8 @@ import (
 	"github.com/custodymdm/custody/dep"
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/enroll/campaign"
+	"github.com/custodymdm/custody/enroll/directory"
+	"github.com/custodymdm/custody/enroll/scim"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 	"github.com/custodymdm/custody/storage/bolt"
@@ -47,12 +49,17 @@ type server struct {
 	dep       *depManager
 	android   androidState
 	campaigns *campaign.Campaigns
-	apns      mdm.APNsConfig            // host and trust; the certificate comes from push
-	push      atomic.Pointer[pushState] // replaced when a push certificate is uploaded
-	log       *slog.Logger
-	reg       *prometheus.Registry
-	httpReq   *prometheus.CounterVec
-	httpDur   *prometheus.HistogramVec
+	dir       *directory.Directory
+	scim      *scim.Server
+	google    googleSync
+	// offboardingInterval is how often due offboardings are looked for.
+	offboardingInterval time.Duration
+	apns                mdm.APNsConfig            // host and trust; the certificate comes from push
+	push                atomic.Pointer[pushState] // replaced when a push certificate is uploaded
+	log                 *slog.Logger
+	reg                 *prometheus.Registry
+	httpReq             *prometheus.CounterVec
+	httpDur             *prometheus.HistogramVec
 }
 
 func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apns mdm.APNsConfig) (*server, error) {
@@ -118,6 +125,7 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 	s.adeSrv = &enroll.ADEServer{Profiles: s.profile, Lifecycle: s.life, Logger: log}
 	s.dep = &depManager{s: s}
 	s.campaigns = s.newCampaigns()
+	s.newDirectory()
 	if cfg, err := data.loadAndroid(); err != nil {
 		return nil, err
 	} else if cfg != nil {
@@ -172,6 +180,7 @@ func (s *server) handler() http.Handler {
 	route("/ade/enroll", "ade", s.adeSrv)
 	route("GET /android/callback", "android", http.HandlerFunc(s.androidCallback))
 	route("/android/pubsub", "android-push", http.HandlerFunc(s.androidPush))
+	route("/scim/v2/", "scim", http.StripPrefix("/scim/v2", s.scim))
 	route("GET /healthz", "healthz", http.HandlerFunc(s.healthz))
 	route("GET /metrics", "metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	route("GET /ui/login", "ui", http.HandlerFunc(s.uiLogin))
@@ -238,6 +247,19 @@ func (s *server) handler() http.Handler {
 	api.HandleFunc("GET /api/v1/rings/{ring}/jobs/{job}", s.jobAction(""))
 	api.HandleFunc("POST /api/v1/rings/{ring}/jobs/{job}/pause", s.jobAction("pause"))
 	api.HandleFunc("POST /api/v1/rings/{ring}/jobs/{job}/resume", s.jobAction("resume"))
+	api.HandleFunc("POST /api/v1/scim/tokens", s.createSCIMToken)
+	api.HandleFunc("GET /api/v1/scim/tokens", s.listSCIMTokens)
+	api.HandleFunc("DELETE /api/v1/scim/tokens/{id}", s.revokeSCIMToken)
+	api.HandleFunc("GET /api/v1/directory/settings", s.getDirectorySettings)
+	api.HandleFunc("PATCH /api/v1/directory/settings", s.patchDirectorySettings)
+	api.HandleFunc("GET /api/v1/directory/groups", s.listDirectoryGroups)
+	api.HandleFunc("GET /api/v1/directory/audit", s.listAudit)
+	api.HandleFunc("GET /api/v1/offboardings", s.listOffboardings)
+	api.HandleFunc("GET /api/v1/offboardings/{id}", s.getOffboarding)
+	api.HandleFunc("POST /api/v1/offboardings/{id}/cancel", s.cancelOffboarding)
+	api.HandleFunc("PUT /api/v1/google", s.putGoogle)
+	api.HandleFunc("GET /api/v1/google", s.getGoogle)
+	api.HandleFunc("POST /api/v1/google/sync", s.syncGoogle)
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})

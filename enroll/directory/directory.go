@@ -37,10 +37,12 @@ import (
 // A Directory applies what identity providers say to Custody.
 type Directory struct {
 	Lifecycle *enroll.Lifecycle
-	Android   *enroll.Android // nil without Android management
-	Store     Store
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Android returns the Android management in use, nil without one
+	// (it may be bound while the server runs); nil Android is none.
+	Android func() *enroll.Android
+	Store   Store
+	Logger  *slog.Logger
+	Now     func() time.Time
 
 	mu   sync.Mutex // serialises changes
 	wake chan struct{}
@@ -52,6 +54,13 @@ func (d *Directory) log() *slog.Logger {
 		return d.Logger
 	}
 	return slog.Default()
+}
+
+func (d *Directory) android() *enroll.Android {
+	if d.Android == nil {
+		return nil
+	}
+	return d.Android()
 }
 
 func (d *Directory) now() time.Time {
@@ -467,8 +476,8 @@ func (d *Directory) refresh(ctx context.Context, emails []string, stats *Stats) 
 		return err
 	}
 	stats.Devices += len(queued)
-	if d.Android != nil {
-		moved, err := d.Android.Refresh(ctx, serials)
+	if a := d.android(); a != nil {
+		moved, err := a.Refresh(ctx, serials)
 		stats.Devices += moved
 		if err != nil {
 			return err

@@ -52,7 +52,7 @@ func (d *Directory) plan(ctx context.Context, email string) ([]DeviceAction, err
 func newOffboardingID(now time.Time) string {
 	b := make([]byte, 4)
 	rand.Read(b)
-	return fmt.Sprintf("ob-%s-%s", now.UTC().Format("20060102T150405"), hex.EncodeToString(b))
+	return fmt.Sprintf("ob-%s-%s", now.UTC().Format("20060102T150405.000000"), hex.EncodeToString(b))
 }
 
 // offboard starts offboarding a user's devices (d.mu held). A user with a
@@ -238,10 +238,10 @@ func (d *Directory) execute(ctx context.Context, o *Offboarding) error {
 		case ActionUnmanage:
 			err = d.Lifecycle.Unmanage(ctx, a.Serial, note)
 		case ActionDelete, ActionRemoveWorkProfile:
-			if d.Android == nil {
+			if android := d.android(); android == nil {
 				err = errors.New("android management is not configured")
 			} else {
-				err = d.Android.Wipe(ctx, a.Serial, note)
+				err = android.Wipe(ctx, a.Serial, note)
 			}
 		}
 		if err != nil {
@@ -289,6 +289,9 @@ func (d *Directory) kick() {
 // starts with no grace period, until ctx ends.
 func (d *Directory) Run(ctx context.Context, interval time.Duration) {
 	d.once.Do(func() { d.wake = make(chan struct{}, 1) })
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
