@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -16,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	admin "google.golang.org/api/admin/directory/v1"
+
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/enroll/directory"
+	"github.com/custodymdm/custody/enroll/directory/googletest"
 	"github.com/custodymdm/custody/mdm/mdmtest"
 	"github.com/custodymdm/custody/zerotouch/zerotouchtest"
 )
@@ -445,4 +449,99 @@ func lastNote(tr enroll.Trace, step enroll.Step) string {
 		}
 	}
 	return note
+}
+
+// Google Workspace sync through custody google: the service account's
+// key is stored sealed, the sync pages through a fake Directory API with
+// the real JWT-bearer flow (domain-wide delegation to the admin), limited
+// to a group's members; a suspended user is offboarded, a user who leaves
+// the group leaves the scope, a renamed group keeps its key.
+func TestGoogleSync(t *testing.T) {
+	fake := googletest.New()
+	defer fake.Close()
+	fake.AllowSubject("admin@example.com")
+	staff := fake.AddGroup(admin.Group{Email: "staff@example.com", Name: "Staff"})
+	fake.AddGroup(admin.Group{Email: "others@example.com", Name: "Others"})
+	const n = 650 // two pages of users
+	for i := range n {
+		email := fmt.Sprintf("g%03d@example.com", i)
+		fake.AddUser(admin.User{PrimaryEmail: email, Name: &admin.UserName{GivenName: "G", FamilyName: fmt.Sprint(i)}})
+		group := "staff@example.com"
+		if i%10 == 9 {
+			group = "others@example.com"
+		}
+		if err := fake.AddMember(group, email, googletest.MemberUser); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	startServe(t, ctx, dir, "--dep-sync-interval", "0", "--offboarding-interval", "100ms")
+	key := writeFile(t, "sa.json", fake.ServiceAccountJSON())
+	if _, err := cli(t, "google", "set", "--data", dir, "--credentials", key, "--subject", "nobody@example.com", "--groups", "staff@example.com", "--every", "", "--endpoint", fake.URL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "google", "sync", "--data", dir); err == nil || !strings.Contains(err.Error(), "nobody@example.com") {
+		t.Fatalf("sync as an administrator the key is not delegated for: %v", err)
+	}
+	if _, err := cli(t, "google", "set", "--data", dir, "--credentials", key, "--subject", "admin@example.com", "--groups", "staff@example.com", "--every", "", "--endpoint", fake.URL); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, fileGoogle)); bytes.Contains(data, []byte("PRIVATE KEY")) {
+		t.Error("the service account key is stored in the clear")
+	}
+	out, err := cli(t, "google", "sync", "--data", dir)
+	staffCount := n - n/10
+	if err != nil || !strings.Contains(out, fmt.Sprintf("%d users, 1 groups", staffCount)) || !strings.Contains(out, fmt.Sprintf("%d created", staffCount)) {
+		t.Fatalf("google sync: %v\n%s", err, out)
+	}
+	pages := 0
+	for _, r := range fake.Requests() {
+		if strings.HasSuffix(r.Path, "/users") {
+			pages++
+		}
+	}
+	if pages != 2 {
+		t.Errorf("%d pages of users read, want 2", pages)
+	}
+	groupKey := "google:" + staff
+	var groups struct {
+		Groups []groupJSON `json:"groups"`
+	}
+	apiCall(t, dir, "GET", "/api/v1/groups", nil, &groups)
+	if len(groups.Groups) != 1 || groups.Groups[0].Name != groupKey || groups.Groups[0].Users != staffCount {
+		t.Fatalf("groups after the sync: %+v, want %s with %d users", groups.Groups, groupKey, staffCount)
+	}
+
+	// g001 has a device; suspended, it is offboarded (after the grace
+	// period). g002 leaves the group: out of scope, not offboarded.
+	if _, err := cli(t, "preenroll", "import", "--data", dir, writeFile(t, "d.csv", []byte("serial,platform,ownership,name,email\nGGG001,ios,corporate,G 1,g001@example.com\n"))); err != nil {
+		t.Fatal(err)
+	}
+	fake.SetSuspended("g001@example.com", true)
+	fake.RemoveMember("staff@example.com", "g002@example.com")
+	if out, err := cli(t, "google", "sync", "--data", dir); err != nil || !strings.Contains(out, "1 deactivated") || !strings.Contains(out, "1 left the scope") {
+		t.Fatalf("second sync: %v\n%s", err, out)
+	}
+	obs := offboardings(t, dir)
+	if len(obs) != 1 || obs[0].Email != "g001@example.com" || obs[0].State != directory.OffboardingPending ||
+		!strings.Contains(obs[0].Event, "google: g001@example.com deactivated (google sync)") || len(obs[0].Devices) != 1 || obs[0].Devices[0].Action != directory.ActionNone {
+		t.Fatalf("offboardings: %+v", obs)
+	}
+	apiCall(t, dir, "GET", "/api/v1/groups", nil, &groups)
+	if groups.Groups[0].Users != staffCount-1 {
+		t.Errorf("%s has %d users after g002 left, want %d", groupKey, groups.Groups[0].Users, staffCount-1)
+	}
+	// Restored before the grace period ends: cancelled.
+	fake.SetSuspended("g001@example.com", false)
+	if out, err := cli(t, "google", "sync", "--data", dir); err != nil || !strings.Contains(out, "1 reactivated") {
+		t.Fatalf("third sync: %v\n%s", err, out)
+	}
+	if obs := offboardings(t, dir); obs[0].State != directory.OffboardingCancelled || !strings.Contains(obs[0].Note, "reactivated in google") {
+		t.Errorf("after restoring g001: %+v", obs[0])
+	}
+	if out, _ := cli(t, "google", "show", "--data", dir); !strings.Contains(out, `"subject": "admin@example.com"`) || !strings.Contains(out, `"last_sync"`) || strings.Contains(out, "PRIVATE") {
+		t.Errorf("google show:\n%s", out)
+	}
 }
