@@ -204,12 +204,21 @@ func (d *Directory) Apply(ctx context.Context, source string, people []*Person, 
 	}
 	stats := &Stats{}
 	var regrouped []string
-	for _, p := range people {
-		changed, err := d.applyOne(ctx, source, p, sc, actor, stats)
+	pd := &pending{links: map[string]string{}}
+	for i, p := range people {
+		changed, err := d.applyOne(ctx, source, p, sc, actor, stats, pd)
 		if err != nil {
 			return stats, fmt.Errorf("directory: %s user %s: %w", source, p.ID, err)
 		}
 		regrouped = append(regrouped, changed...)
+		if i%500 == 499 {
+			if err := d.flush(ctx, pd); err != nil {
+				return stats, err
+			}
+		}
+	}
+	if err := d.flush(ctx, pd); err != nil {
+		return stats, err
 	}
 	if err := d.refresh(ctx, regrouped, stats); err != nil {
 		return stats, err
@@ -217,13 +226,38 @@ func (d *Directory) Apply(ctx context.Context, source string, people []*Person, 
 	return stats, nil
 }
 
+// pending are the links and audit entries of an Apply not yet written:
+// written together, a person costs one write (their user) rather than
+// three.
+type pending struct {
+	links map[string]string
+	audit []*AuditEntry
+}
+
+// flush writes what is pending.
+func (d *Directory) flush(ctx context.Context, pd *pending) error {
+	if len(pd.links) > 0 {
+		if err := d.Store.SetLinks(ctx, pd.links); err != nil {
+			return err
+		}
+		clear(pd.links)
+	}
+	err := d.Store.Audit(ctx, pd.audit...)
+	pd.audit = nil
+	return err
+}
+
 // applyOne applies one person and returns the emails whose groups
-// changed.
-func (d *Directory) applyOne(ctx context.Context, source string, p *Person, sc *scope, actor string, stats *Stats) ([]string, error) {
+// changed. What it does beyond the person's user is written before any
+// offboarding, move or unlinking, and otherwise left in pd.
+func (d *Directory) applyOne(ctx context.Context, source string, p *Person, sc *scope, actor string, stats *Stats, pd *pending) ([]string, error) {
 	link := source + ":" + p.ID
-	linked, err := d.Store.Link(ctx, link)
-	if err != nil {
-		return nil, err
+	linked, ok := pd.links[link]
+	if !ok {
+		var err error
+		if linked, err = d.Store.Link(ctx, link); err != nil {
+			return nil, err
+		}
 	}
 	groups := sc.keys(source, p.Groups)
 	if !sc.all && len(groups) == 0 {
@@ -233,6 +267,9 @@ func (d *Directory) applyOne(ctx context.Context, source string, p *Person, sc *
 			return nil, nil
 		}
 		stats.Unlinked++
+		if err := d.flush(ctx, pd); err != nil {
+			return nil, err
+		}
 		return d.unlink(ctx, source, link, linked, actor, "left the sync scope")
 	}
 	email, err := enroll.NormalizeEmail(p.Email)
@@ -243,6 +280,9 @@ func (d *Directory) applyOne(ctx context.Context, source string, p *Person, sc *
 	}
 	var touched []string
 	if linked != "" && linked != email {
+		if err := d.flush(ctx, pd); err != nil {
+			return nil, err
+		}
 		moved, err := d.move(ctx, source, linked, email, actor)
 		if err != nil {
 			return nil, err
@@ -294,13 +334,10 @@ func (d *Directory) applyOne(ctx context.Context, source string, p *Person, sc *
 		return nil, err
 	}
 	if linked != email {
-		if err := d.Store.SetLink(ctx, link, email); err != nil {
-			return nil, err
-		}
+		pd.links[link] = email
 	}
-	var audit []*AuditEntry
 	entry := func(action, detail string) {
-		audit = append(audit, &AuditEntry{At: now, Actor: actor, Action: action, Subject: email, Detail: detail})
+		pd.audit = append(pd.audit, &AuditEntry{At: now, Actor: actor, Action: action, Subject: email, Detail: detail})
 	}
 	switch {
 	case before == nil:
@@ -322,25 +359,23 @@ func (d *Directory) applyOne(ctx context.Context, source string, p *Person, sc *
 	case wasActive && !p.Active:
 		stats.Deactivated++
 		entry("user-deactivated", link)
-		if err := d.Store.Audit(ctx, audit...); err != nil {
+		if err := d.flush(ctx, pd); err != nil {
 			return nil, err
 		}
-		audit = nil
 		if _, err := d.offboard(ctx, email, link, fmt.Sprintf("%s: %s deactivated (%s)", source, email, actor), actor); err != nil {
 			return nil, err
 		}
 	case !wasActive && p.Active:
 		stats.Reactivated++
 		entry("user-reactivated", link)
-		if err := d.Store.Audit(ctx, audit...); err != nil {
+		if err := d.flush(ctx, pd); err != nil {
 			return nil, err
 		}
-		audit = nil
 		if err := d.cancelFor(ctx, email, actor, "reactivated in "+source); err != nil {
 			return nil, err
 		}
 	}
-	return touched, d.Store.Audit(ctx, audit...)
+	return touched, nil
 }
 
 // Remove handles a person the provider deleted: their user leaves the
@@ -401,7 +436,7 @@ func (d *Directory) unlink(ctx context.Context, source, link, email, actor, why 
 	if err != nil {
 		return nil, err
 	}
-	if err := d.Store.SetLink(ctx, link, ""); err != nil {
+	if err := d.Store.SetLinks(ctx, map[string]string{link: ""}); err != nil {
 		return nil, err
 	}
 	return []string{email}, d.Store.Audit(ctx, &AuditEntry{At: d.now(), Actor: actor, Action: "user-unlinked", Subject: email, Detail: link + " " + why})

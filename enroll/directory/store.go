@@ -145,8 +145,9 @@ type Store interface {
 	// Link returns the email of the Custody user a provider's user
 	// (SOURCE:ID) is mirrored as, "" when none.
 	Link(ctx context.Context, key string) (string, error)
-	// SetLink links a provider's user to an email; "" unlinks it.
-	SetLink(ctx context.Context, key, email string) error
+	// SetLinks links providers' users (SOURCE:ID) to emails, in one
+	// transaction; an email "" unlinks.
+	SetLinks(ctx context.Context, links map[string]string) error
 
 	// PutOffboarding stores an offboarding, replacing one with its ID.
 	PutOffboarding(ctx context.Context, o *Offboarding) error

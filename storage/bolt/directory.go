@@ -92,17 +92,25 @@ func (s *DirectoryStore) Link(ctx context.Context, key string) (string, error) {
 	return email, err
 }
 
-// SetLink implements directory.Store.
-func (s *DirectoryStore) SetLink(ctx context.Context, key, email string) error {
+// SetLinks implements directory.Store.
+func (s *DirectoryStore) SetLinks(ctx context.Context, links map[string]string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return s.writes.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketDirLinks)
-		if email == "" {
-			return b.Delete([]byte(key))
+		for key, email := range links {
+			var err error
+			if email == "" {
+				err = b.Delete([]byte(key))
+			} else {
+				err = b.Put([]byte(key), []byte(email))
+			}
+			if err != nil {
+				return err
+			}
 		}
-		return b.Put([]byte(key), []byte(email))
+		return nil
 	})
 }
 

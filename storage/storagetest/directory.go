@@ -58,14 +58,17 @@ func testDirectoryLinks(t *testing.T, s directory.Store) {
 	if e, err := s.Link(ctx, "scim:1"); err != nil || e != "" {
 		t.Fatalf("unknown link: %q, %v", e, err)
 	}
-	s.SetLink(ctx, "scim:1", "a@example.com")
-	s.SetLink(ctx, "scim:1", "b@example.com")
+	s.SetLinks(ctx, map[string]string{"scim:1": "a@example.com", "scim:2": "c@example.com"})
+	s.SetLinks(ctx, map[string]string{"scim:1": "b@example.com"})
 	if e, _ := s.Link(ctx, "scim:1"); e != "b@example.com" {
 		t.Errorf("link: %q, want the last set", e)
 	}
-	s.SetLink(ctx, "scim:1", "")
+	s.SetLinks(ctx, map[string]string{"scim:1": "", "scim:3": ""})
 	if e, _ := s.Link(ctx, "scim:1"); e != "" {
 		t.Errorf("unlinked: %q", e)
+	}
+	if e, _ := s.Link(ctx, "scim:2"); e != "c@example.com" {
+		t.Errorf("scim:2: %q, want it kept", e)
 	}
 }
 
