@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/option"
 
@@ -26,14 +27,35 @@ const fileGoogle = "google.json"
 // service provider and the directory that mirrors it.
 func (s *server) newDirectory() {
 	s.life.EnrollmentProfile = s.profile.Profile.Identifier
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custody_directory_events_total",
+		Help: "Directory events by action: users created, deactivated…, offboardings started, done, cancelled (what the audit log records).",
+	}, []string{"action"})
+	s.reg.MustRegister(events)
 	s.dir = &directory.Directory{
-		Lifecycle: s.life, Store: s.db.Directory(), Logger: s.log,
+		Lifecycle: s.life, Store: countingStore{s.db.Directory(), events}, Logger: s.log,
 		Android: func() *enroll.Android { a, _, _ := s.androidUnchecked(); return a },
 	}
 	s.scim = &scim.Server{
 		Store: s.db.SCIM(), BaseURL: s.baseURL + "/scim/v2", Logger: s.log,
 		Changed: s.dir.SCIMChanged(s.db.SCIM()),
 	}
+}
+
+// countingStore counts the audit log's entries by action.
+type countingStore struct {
+	directory.Store
+	events *prometheus.CounterVec
+}
+
+func (c countingStore) Audit(ctx context.Context, entries ...*directory.AuditEntry) error {
+	err := c.Store.Audit(ctx, entries...)
+	if err == nil {
+		for _, e := range entries {
+			c.events.WithLabelValues(e.Action).Inc()
+		}
+	}
+	return err
 }
 
 // runDirectory repairs the SCIM mirror (a change the server stopped

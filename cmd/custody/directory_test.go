@@ -435,6 +435,17 @@ func TestDirectoryEndToEnd(t *testing.T) {
 	if n := strings.Count(audit, "user-created"); n != users {
 		t.Errorf("audit log has %d user-created entries, want %d", n, users)
 	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{fmt.Sprintf(`custody_directory_events_total{action="user-created"} %d`, users), `custody_directory_events_total{action="offboarding-done"} 4`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func hasStep(tr enroll.Trace, step enroll.Step) bool {
