@@ -399,15 +399,21 @@ func (s *server) listOffboardings(w http.ResponseWriter, r *http.Request) {
 
 // getOffboarding serves GET /api/v1/offboardings/{id}.
 func (s *server) getOffboarding(w http.ResponseWriter, r *http.Request) {
-	o, err := s.db.Directory().UpdateOffboarding(r.Context(), r.PathValue("id"), func(*directory.Offboarding) (*directory.Offboarding, error) { return nil, nil })
-	if errors.Is(err, directory.ErrNotFound) {
-		writeError(w, http.StatusNotFound, err.Error())
-		return
+	id := r.PathValue("id")
+	var found *directory.Offboarding
+	err := s.db.Directory().Offboardings(r.Context(), func(o *directory.Offboarding) bool {
+		if o.ID == id {
+			found = o
+		}
+		return found == nil
+	})
+	switch {
+	case s.failed(w, err):
+	case found == nil:
+		writeError(w, http.StatusNotFound, "no offboarding "+id)
+	default:
+		writeJSON(w, http.StatusOK, found)
 	}
-	if s.failed(w, err) {
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
 }
 
 // cancelOffboarding serves POST /api/v1/offboardings/{id}/cancel.

@@ -339,6 +339,9 @@ func TestDirectoryEndToEnd(t *testing.T) {
 	if _, err := cli(t, "offboarding", "cancel", "--data", dir, obs[0].ID); err == nil || !strings.Contains(err.Error(), "only a pending offboarding") {
 		t.Errorf("cancelling twice: %v", err)
 	}
+	if out, err := cli(t, "offboarding", "show", "--data", dir, obs[0].ID); err != nil || !strings.Contains(out, `"state": "cancelled"`) || !strings.Contains(out, "rehired") {
+		t.Errorf("offboarding show: %v\n%s", err, out)
+	}
 	if n := poll(t, apple["IPH000"]); n != 0 || apple["IPH000"].Wiped() {
 		t.Errorf("IPH000 after the cancelled offboarding: %d commands", n)
 	}
