@@ -64,6 +64,15 @@ func (a *Android) policyFor(ctx context.Context, groups []string) (string, error
 	return DefaultAndroidPolicy, nil
 }
 
+// groupsOf returns a record's groups followed by its user's.
+func (a *Android) groupsOf(ctx context.Context, rec *Record) []string {
+	groups := slices.Clone(rec.Groups)
+	if u, err := a.Lifecycle.Records.User(ctx, rec.UserEmail); err == nil {
+		groups = append(groups, u.Groups...)
+	}
+	return groups
+}
+
 // SyncPolicies puts the default policy and one policy per group with an
 // android-policy assignment, and returns how many it put.
 func (a *Android) SyncPolicies(ctx context.Context) (int, error) {
@@ -109,11 +118,7 @@ func (a *Android) Refresh(ctx context.Context, serials []string) (int, error) {
 		if rec.Status != StatusEnrolled || !isAndroidEnrollment(rec.EnrollmentID) {
 			continue
 		}
-		groups := rec.Groups
-		if u, err := l.Records.User(ctx, rec.UserEmail); err == nil {
-			groups = append(slices.Clone(groups), u.Groups...)
-		}
-		policy, err := a.policyFor(ctx, groups)
+		policy, err := a.policyFor(ctx, a.groupsOf(ctx, rec))
 		if err != nil {
 			return moved, err
 		}
@@ -184,10 +189,7 @@ func (a *Android) Token(ctx context.Context, serial, email string, ttl time.Dura
 		if rec.Ownership == OwnershipCorporate {
 			personal = zerotouch.PersonalUsageDisallowed
 		}
-		ref, groups = RecordRef(s), rec.Groups
-		if u, err := l.Records.User(ctx, rec.UserEmail); err == nil {
-			groups = append(groups, u.Groups...)
-		}
+		ref, groups = RecordRef(s), a.groupsOf(ctx, rec)
 	case email != "":
 		e, err := NormalizeEmail(email)
 		if err != nil {

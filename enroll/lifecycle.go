@@ -796,7 +796,7 @@ func (l *Lifecycle) regroup(ctx context.Context, group string, serials, emails [
 			return nil, err
 		}
 	}
-	affected, err := l.devicesOf(ctx, emails)
+	affected, err := l.DevicesOf(ctx, emails)
 	if err != nil {
 		return nil, err
 	}
@@ -814,8 +814,8 @@ func (l *Lifecycle) regroup(ctx context.Context, group string, serials, emails [
 	return l.applyAll(ctx, affected, all)
 }
 
-// devicesOf returns the serial numbers of the records of users (by email).
-func (l *Lifecycle) devicesOf(ctx context.Context, emails []string) ([]string, error) {
+// DevicesOf returns the serial numbers of the records of users (by email).
+func (l *Lifecycle) DevicesOf(ctx context.Context, emails []string) ([]string, error) {
 	if len(emails) == 0 {
 		return nil, nil
 	}

@@ -465,7 +465,7 @@ func (d *Directory) move(ctx context.Context, source, from, to, actor string) ([
 	if err != nil {
 		return nil, err
 	}
-	serials, err := d.devicesOf(ctx, []string{from})
+	serials, err := d.Lifecycle.DevicesOf(ctx, []string{from})
 	if err != nil {
 		return nil, err
 	}
@@ -502,7 +502,7 @@ func (d *Directory) refresh(ctx context.Context, emails []string, stats *Stats) 
 		return nil
 	}
 	slices.Sort(emails)
-	serials, err := d.devicesOf(ctx, slices.Compact(emails))
+	serials, err := d.Lifecycle.DevicesOf(ctx, slices.Compact(emails))
 	if err != nil || len(serials) == 0 {
 		return err
 	}
@@ -519,22 +519,6 @@ func (d *Directory) refresh(ctx context.Context, emails []string, stats *Stats) 
 		}
 	}
 	return nil
-}
-
-// devicesOf returns the serial numbers of the records of users.
-func (d *Directory) devicesOf(ctx context.Context, emails []string) ([]string, error) {
-	want := map[string]bool{}
-	for _, e := range emails {
-		want[e] = true
-	}
-	var serials []string
-	err := d.Lifecycle.Records.Records(ctx, func(r *enroll.Record) bool {
-		if want[r.UserEmail] {
-			serials = append(serials, r.Serial)
-		}
-		return true
-	})
-	return serials, err
 }
 
 // Sync applies a whole snapshot of a provider: its groups, then its
