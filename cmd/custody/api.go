@@ -61,7 +61,7 @@ func (s *server) createChallenge(w http.ResponseWriter, r *http.Request) {
 	if !s.checkMint(w, r, req.For) {
 		return
 	}
-	c, secret, err := scep.NewChallenge(r.Context(), s.db.SCEP(), ttl, req.Note, req.For)
+	c, secret, err := scep.NewChallenge(r.Context(), s.st.SCEP, ttl, req.Note, req.For)
 	if err != nil {
 		s.log.Error("create challenge", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not store the challenge")
@@ -104,7 +104,7 @@ func toCertJSON(c *scep.IssuedCert, withPEM bool) certJSON {
 
 func (s *server) listCerts(w http.ResponseWriter, r *http.Request) {
 	certs := []certJSON{}
-	err := s.db.SCEP().Certs(r.Context(), func(c *scep.IssuedCert) bool {
+	err := s.st.SCEP.Certs(r.Context(), func(c *scep.IssuedCert) bool {
 		certs = append(certs, toCertJSON(c, false))
 		return true
 	})
@@ -144,7 +144,7 @@ func (s *server) getCert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, err := s.db.SCEP().Cert(r.Context(), fp)
+	c, err := s.st.SCEP.Cert(r.Context(), fp)
 	if errors.Is(err, scep.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no certificate with fingerprint "+fp)
 		return
@@ -162,7 +162,7 @@ func (s *server) revokeCert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.db.SCEP().RevokeCert(r.Context(), fp, time.Now())
+	err := s.st.SCEP.RevokeCert(r.Context(), fp, time.Now())
 	switch {
 	case errors.Is(err, scep.ErrNotFound):
 		writeError(w, http.StatusNotFound, "no certificate with fingerprint "+fp)
@@ -173,7 +173,7 @@ func (s *server) revokeCert(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "could not revoke the certificate")
 	default:
 		s.log.Info("certificate revoked", "fingerprint", fp)
-		c, _ := s.db.SCEP().Cert(r.Context(), fp)
+		c, _ := s.st.SCEP.Cert(r.Context(), fp)
 		writeJSON(w, http.StatusOK, toCertJSON(c, false))
 	}
 }
@@ -205,7 +205,7 @@ func (s *server) createEnrollment(w http.ResponseWriter, r *http.Request) {
 	if !s.checkMint(w, r, req.For) {
 		return
 	}
-	t, secret, err := enroll.NewToken(r.Context(), s.db.Enroll(), ttl, req.Note, req.For)
+	t, secret, err := enroll.NewToken(r.Context(), s.st.Enroll, ttl, req.Note, req.For)
 	if err != nil {
 		s.log.Error("create enrollment", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not store the enrollment token")

@@ -51,7 +51,7 @@ func (s *server) newCampaigns() *campaign.Campaigns {
 	}, []string{"channel", "kind", "outcome"})
 	s.reg.MustRegister(messages)
 	return &campaign.Campaigns{
-		Store: s.db.Campaigns(), Lifecycle: s.life, Logger: s.log,
+		Store: s.st.Campaigns, Lifecycle: s.life, Logger: s.log,
 		Link: s.campaignLink, Open: s.campaignSender, Content: s.campaignContent,
 		Observe: func(channel, kind, outcome string) { messages.WithLabelValues(channel, kind, outcome).Inc() },
 	}

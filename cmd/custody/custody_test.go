@@ -127,8 +127,8 @@ func TestServeChallengeCertsRevoke(t *testing.T) {
 	}
 
 	// A second server on the same data dir is refused, clearly.
-	if err := run(context.Background(), []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "another custody server") {
-		t.Errorf("second serve error = %v, want another custody server is using", err)
+	if err := run(context.Background(), []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "another custody process is using "+dir) || !strings.Contains(err.Error(), "--storage postgres") {
+		t.Errorf("second serve error = %v, want another custody process is using %s", err, dir)
 	}
 
 	stop()

@@ -74,11 +74,37 @@ func (m *depManager) client(tok *dep.Token) *dep.Client {
 	return dep.NewClient(tok.OAuth, dep.Options{BaseURL: tok.BaseURL, Logger: m.s.log})
 }
 
-// start begins syncing every stored token until ctx ends.
+// start begins syncing every stored token until ctx ends. Each token's
+// sync runs under a lease, on one of the servers sharing the database, and
+// every server looks for tokens another has stored at each interval.
 func (m *depManager) start(ctx context.Context) error {
 	m.ctx = ctx
+	if err := m.load(ctx); err != nil {
+		return err
+	}
+	if m.interval > 0 {
+		go func() {
+			t := time.NewTicker(m.interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				if err := m.load(ctx); err != nil && ctx.Err() == nil {
+					m.s.log.Warn("ade: reading tokens", "err", err)
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// load installs a runner for each stored token, or updates its token.
+func (m *depManager) load(ctx context.Context) error {
 	var toks []*dep.Token
-	if err := m.s.db.DEP().Tokens(ctx, func(t *dep.Token) bool { toks = append(toks, t); return true }); err != nil {
+	if err := m.s.st.DEP.Tokens(ctx, func(t *dep.Token) bool { toks = append(toks, t); return true }); err != nil {
 		return err
 	}
 	for _, t := range toks {
@@ -96,25 +122,27 @@ func (m *depManager) add(tok *dep.Token) *depRunner {
 	}
 	if r := m.runners[tok.Name]; r != nil {
 		r.mu.Lock()
-		r.tok, r.client = tok, m.client(tok)
+		if !tok.UpdatedAt.Equal(r.tok.UpdatedAt) || tok.DefaultProfile != r.tok.DefaultProfile || tok.Group != r.tok.Group {
+			r.tok, r.client = tok, m.client(tok)
+		}
 		r.mu.Unlock()
 		return r
 	}
 	r := &depRunner{tok: tok, client: m.client(tok)}
 	m.runners[tok.Name] = r
 	if m.ctx != nil && m.interval > 0 {
-		go m.loop(r)
+		go m.s.underLease(m.ctx, "ade:"+tok.Name, func(ctx context.Context) { m.loop(ctx, r) })
 	}
 	return r
 }
 
-func (m *depManager) loop(r *depRunner) {
+func (m *depManager) loop(ctx context.Context, r *depRunner) {
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
-		m.sync(m.ctx, r, false)
+		m.sync(ctx, r, false)
 		select {
-		case <-m.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -217,7 +245,7 @@ func (s *server) uploadDEPToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := &dep.Token{Name: req.Name, OAuth: *oauth, BaseURL: strings.TrimRight(req.BaseURL, "/"), Group: req.Group}
 	now := time.Now().UTC()
-	if old, err := s.db.DEP().Token(r.Context(), req.Name); err == nil {
+	if old, err := s.st.DEP.Token(r.Context(), req.Name); err == nil {
 		tok.DefaultProfile, tok.CreatedAt = old.DefaultProfile, old.CreatedAt
 		if tok.Group == "" {
 			tok.Group = old.Group
@@ -231,7 +259,7 @@ func (s *server) uploadDEPToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok.Account = acct
-	if err := s.db.DEP().PutToken(r.Context(), tok); err != nil {
+	if err := s.st.DEP.PutToken(r.Context(), tok); err != nil {
 		s.log.Error("ade token", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not store the token")
 		return
@@ -285,13 +313,13 @@ func (s *server) depStatus(w http.ResponseWriter, r *http.Request) {
 		run.mu.Lock()
 		j := depTokenJSON(run.tok, run)
 		run.mu.Unlock()
-		if c, err := s.db.DEP().Cursor(ctx, j.Name); err == nil {
+		if c, err := s.st.DEP.Cursor(ctx, j.Name); err == nil {
 			j.Fetched, j.CursorAt = c.Fetched, c.UpdatedAt
 		}
 		index[j.Name] = len(out)
 		out = append(out, j)
 	}
-	err := s.db.Records().Records(ctx, func(rec *enroll.Record) bool {
+	err := s.st.Records.Records(ctx, func(rec *enroll.Record) bool {
 		if rec.ADE == nil {
 			return true
 		}
@@ -387,7 +415,7 @@ func (s *server) depDefineProfile(w http.ResponseWriter, r *http.Request) {
 	tok := *run.tok
 	if req.Default || tok.DefaultProfile == "" {
 		tok.DefaultProfile, tok.UpdatedAt = res.ProfileUUID, time.Now().UTC()
-		if err := s.db.DEP().PutToken(r.Context(), &tok); err != nil {
+		if err := s.st.DEP.PutToken(r.Context(), &tok); err != nil {
 			run.mu.Unlock()
 			writeError(w, http.StatusInternalServerError, "could not store the token")
 			return

@@ -44,7 +44,7 @@ func toDeviceJSON(e *mdm.Enrollment) deviceJSON {
 
 func (s *server) listDevices(w http.ResponseWriter, r *http.Request) {
 	devices := []deviceJSON{}
-	err := s.db.MDM().Enrollments(r.Context(), func(e *mdm.Enrollment) bool {
+	err := s.st.MDM.Enrollments(r.Context(), func(e *mdm.Enrollment) bool {
 		devices = append(devices, toDeviceJSON(e))
 		return true
 	})
@@ -57,7 +57,7 @@ func (s *server) listDevices(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getDevice(w http.ResponseWriter, r *http.Request) {
-	e, err := s.db.MDM().Enrollment(r.Context(), r.PathValue("id"))
+	e, err := s.st.MDM.Enrollment(r.Context(), r.PathValue("id"))
 	if errors.Is(err, mdm.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no device "+r.PathValue("id"))
 		return
@@ -131,7 +131,7 @@ func (s *server) enqueueCommand(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	err = s.db.MDM().Enqueue(r.Context(), req.Devices, &mdm.QueuedCommand{
+	err = s.st.MDM.Enqueue(r.Context(), req.Devices, &mdm.QueuedCommand{
 		UUID: id, RequestType: rt, Payload: payload, EnqueuedAt: time.Now().UTC(),
 	})
 	if errors.Is(err, mdm.ErrNotFound) {
@@ -200,7 +200,7 @@ type resultJSON struct {
 
 func (s *server) deviceCommands(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	store := s.db.MDM()
+	store := s.st.MDM
 	if _, err := store.Enrollment(r.Context(), id); errors.Is(err, mdm.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no device "+id)
 		return
@@ -240,7 +240,7 @@ func (s *server) androidDevices(r *http.Request, ids []string) (*enroll.Android,
 		if err != nil {
 			return nil, false
 		}
-		rec, err := s.db.Records().Record(r.Context(), serial)
+		rec, err := s.st.Records.Record(r.Context(), serial)
 		if err != nil || !strings.HasPrefix(rec.EnrollmentID, "enterprises/") {
 			return nil, false
 		}

@@ -33,12 +33,12 @@ func (s *server) newDirectory() {
 	}, []string{"action"})
 	s.reg.MustRegister(events)
 	s.dir = &directory.Directory{
-		Lifecycle: s.life, Store: countingStore{s.db.Directory(), events}, Logger: s.log,
+		Lifecycle: s.life, Store: countingStore{s.st.Directory, events}, Logger: s.log,
 		Android: func() *enroll.Android { a, _, _ := s.androidUnchecked(); return a },
 	}
 	s.scim = &scim.Server{
-		Store: s.db.SCIM(), BaseURL: s.baseURL + "/scim/v2", Logger: s.log,
-		Changed: s.dir.SCIMChanged(s.db.SCIM()),
+		Store: s.st.SCIM, BaseURL: s.baseURL + "/scim/v2", Logger: s.log,
+		Changed: s.dir.SCIMChanged(s.st.SCIM),
 	}
 }
 
@@ -62,7 +62,7 @@ func (c countingStore) Audit(ctx context.Context, entries ...*directory.AuditEnt
 // before applying), then carries out due offboardings and Google syncs
 // until ctx ends.
 func (s *server) runDirectory(ctx context.Context) {
-	if st, err := s.dir.SyncSCIM(ctx, s.db.SCIM(), "scim (start-up)"); err != nil {
+	if st, err := s.dir.SyncSCIM(ctx, s.st.SCIM, "scim (start-up)"); err != nil {
 		s.log.Error("directory: SCIM mirror at start-up", "err", err)
 	} else if st.Created+st.Updated+st.Deactivated+st.Reactivated+st.Unlinked > 0 {
 		s.log.Info("directory: SCIM mirror repaired at start-up", "stats", st)
@@ -226,7 +226,7 @@ func (s *server) createSCIMToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "name: give the token a name of 1 to 64 characters (the identity provider it is for)")
 		return
 	}
-	t, value, err := scim.NewToken(r.Context(), s.db.SCIM(), req.Name, time.Now().UTC())
+	t, value, err := scim.NewToken(r.Context(), s.st.SCIM, req.Name, time.Now().UTC())
 	if s.failed(w, err) {
 		return
 	}
@@ -237,7 +237,7 @@ func (s *server) createSCIMToken(w http.ResponseWriter, r *http.Request) {
 
 // listSCIMTokens serves GET /api/v1/scim/tokens.
 func (s *server) listSCIMTokens(w http.ResponseWriter, r *http.Request) {
-	tokens, err := s.db.SCIM().Tokens(r.Context())
+	tokens, err := s.st.SCIM.Tokens(r.Context())
 	if s.failed(w, err) {
 		return
 	}
@@ -252,7 +252,7 @@ func (s *server) listSCIMTokens(w http.ResponseWriter, r *http.Request) {
 // name that only one token has.
 func (s *server) revokeSCIMToken(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("id")
-	tokens, err := s.db.SCIM().Tokens(r.Context())
+	tokens, err := s.st.SCIM.Tokens(r.Context())
 	if s.failed(w, err) {
 		return
 	}
@@ -270,7 +270,7 @@ func (s *server) revokeSCIMToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("%d tokens are named %s: give the id", len(match), ref))
 		return
 	}
-	if s.failed(w, s.db.SCIM().DeleteToken(r.Context(), match[0].ID)) {
+	if s.failed(w, s.st.SCIM.DeleteToken(r.Context(), match[0].ID)) {
 		return
 	}
 	s.log.Info("scim: token revoked", "id", match[0].ID, "name", match[0].Name)
@@ -280,7 +280,7 @@ func (s *server) revokeSCIMToken(w http.ResponseWriter, r *http.Request) {
 
 // audit records an administrator's action in the directory's audit log.
 func (s *server) audit(ctx context.Context, action, subject, detail string) {
-	err := s.db.Directory().Audit(ctx, &directory.AuditEntry{At: time.Now().UTC(), Actor: "admin", Action: action, Subject: subject, Detail: detail})
+	err := s.st.Directory.Audit(ctx, &directory.AuditEntry{At: time.Now().UTC(), Actor: "admin", Action: action, Subject: subject, Detail: detail})
 	if err != nil {
 		s.log.Error("audit", "action", action, "err", err)
 	}
@@ -288,7 +288,7 @@ func (s *server) audit(ctx context.Context, action, subject, detail string) {
 
 // getDirectorySettings serves GET /api/v1/directory/settings.
 func (s *server) getDirectorySettings(w http.ResponseWriter, r *http.Request) {
-	st, err := s.db.Directory().Settings(r.Context())
+	st, err := s.st.Directory.Settings(r.Context())
 	if s.failed(w, err) {
 		return
 	}
@@ -308,7 +308,7 @@ func (s *server) patchDirectorySettings(w http.ResponseWriter, r *http.Request) 
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	st, err := s.db.Directory().Settings(r.Context())
+	st, err := s.st.Directory.Settings(r.Context())
 	if s.failed(w, err) {
 		return
 	}
@@ -333,7 +333,7 @@ func (s *server) patchDirectorySettings(w http.ResponseWriter, r *http.Request) 
 	if req.Disabled != nil {
 		st.Disabled = *req.Disabled
 	}
-	if s.failed(w, s.db.Directory().PutSettings(r.Context(), st)) {
+	if s.failed(w, s.st.Directory.PutSettings(r.Context(), st)) {
 		return
 	}
 	s.audit(r.Context(), "directory-settings", "settings", fmt.Sprintf("scope %q grace %s dry-run %v offboarding-disabled %v",
@@ -344,7 +344,7 @@ func (s *server) patchDirectorySettings(w http.ResponseWriter, r *http.Request) 
 // listDirectoryGroups serves GET /api/v1/directory/groups.
 func (s *server) listDirectoryGroups(w http.ResponseWriter, r *http.Request) {
 	out := []*directory.GroupRecord{}
-	err := s.db.Directory().Groups(r.Context(), func(g *directory.GroupRecord) bool { out = append(out, g); return true })
+	err := s.st.Directory.Groups(r.Context(), func(g *directory.GroupRecord) bool { out = append(out, g); return true })
 	if s.failed(w, err) {
 		return
 	}
@@ -371,7 +371,7 @@ func (s *server) listAudit(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	out := []*directory.AuditEntry{}
-	err := s.db.Directory().AuditLog(r.Context(), after, func(e *directory.AuditEntry) bool {
+	err := s.st.Directory.AuditLog(r.Context(), after, func(e *directory.AuditEntry) bool {
 		out = append(out, e)
 		return len(out) < limit
 	})
@@ -385,7 +385,7 @@ func (s *server) listAudit(w http.ResponseWriter, r *http.Request) {
 func (s *server) listOffboardings(w http.ResponseWriter, r *http.Request) {
 	state := directory.OffboardingState(r.URL.Query().Get("state"))
 	out := []*directory.Offboarding{}
-	err := s.db.Directory().Offboardings(r.Context(), func(o *directory.Offboarding) bool {
+	err := s.st.Directory.Offboardings(r.Context(), func(o *directory.Offboarding) bool {
 		if state == "" || o.State == state {
 			out = append(out, o)
 		}
@@ -401,7 +401,7 @@ func (s *server) listOffboardings(w http.ResponseWriter, r *http.Request) {
 func (s *server) getOffboarding(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var found *directory.Offboarding
-	err := s.db.Directory().Offboardings(r.Context(), func(o *directory.Offboarding) bool {
+	err := s.st.Directory.Offboardings(r.Context(), func(o *directory.Offboarding) bool {
 		if o.ID == id {
 			found = o
 		}

@@ -72,7 +72,7 @@ func (s *server) importCSV(usersOnly bool) http.HandlerFunc {
 			}
 			opts.Map[col] = f
 		}
-		res, err := enroll.Import(r.Context(), s.db.Records(), r.Body, opts, time.Now().UTC())
+		res, err := enroll.Import(r.Context(), s.st.Records, r.Body, opts, time.Now().UTC())
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.Is(err, enroll.ErrCSVHeader):
@@ -180,13 +180,13 @@ func (s *server) listInventory(w http.ResponseWriter, r *http.Request) {
 // enrollments without a record, of a status and a group when given.
 func (s *server) inventory(ctx context.Context, status, group string) ([]inventoryJSON, error) {
 	enrollments := map[string]*mdm.Enrollment{}
-	err := s.db.MDM().Enrollments(ctx, func(e *mdm.Enrollment) bool { enrollments[e.ID] = e; return true })
+	err := s.st.MDM.Enrollments(ctx, func(e *mdm.Enrollment) bool { enrollments[e.ID] = e; return true })
 	if err != nil {
 		return nil, err
 	}
 	inGroup := map[string]bool{} // users of the group
 	if group != "" {
-		err = s.db.Records().Users(ctx, func(u *enroll.User) bool {
+		err = s.st.Records.Users(ctx, func(u *enroll.User) bool {
 			if u.InGroup(group) {
 				inGroup[u.Email] = true
 			}
@@ -198,7 +198,7 @@ func (s *server) inventory(ctx context.Context, status, group string) ([]invento
 	}
 	rows := []inventoryJSON{}
 	linked := map[string]bool{}
-	err = s.db.Records().Records(ctx, func(rec *enroll.Record) bool {
+	err = s.st.Records.Records(ctx, func(rec *enroll.Record) bool {
 		e := enrollments[rec.EnrollmentID]
 		if e != nil {
 			linked[e.ID] = true
@@ -230,11 +230,11 @@ func (s *server) inventory(ctx context.Context, status, group string) ([]invento
 func (s *server) getInventory(w http.ResponseWriter, r *http.Request) {
 	ctx, key := r.Context(), r.PathValue("key")
 	if serial, err := enroll.NormalizeSerial(key); err == nil {
-		rec, err := s.db.Records().Record(ctx, serial)
+		rec, err := s.st.Records.Record(ctx, serial)
 		if err == nil {
 			var e *mdm.Enrollment
 			if rec.EnrollmentID != "" {
-				if e, err = s.db.MDM().Enrollment(ctx, rec.EnrollmentID); errors.Is(err, mdm.ErrNotFound) {
+				if e, err = s.st.MDM.Enrollment(ctx, rec.EnrollmentID); errors.Is(err, mdm.ErrNotFound) {
 					err = nil
 				}
 			}
@@ -249,7 +249,7 @@ func (s *server) getInventory(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	e, err := s.db.MDM().Enrollment(ctx, key)
+	e, err := s.st.MDM.Enrollment(ctx, key)
 	switch {
 	case errors.Is(err, mdm.ErrNotFound):
 		writeError(w, http.StatusNotFound, "no device or record "+key)
@@ -260,7 +260,7 @@ func (s *server) getInventory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if serial, serr := enroll.NormalizeSerial(e.SerialNumber); serr == nil {
-		if rec, err := s.db.Records().Record(ctx, serial); err == nil && rec.EnrollmentID == e.ID {
+		if rec, err := s.st.Records.Record(ctx, serial); err == nil && rec.EnrollmentID == e.ID {
 			writeJSON(w, http.StatusOK, recordRow(rec, e))
 			return
 		}
@@ -269,7 +269,7 @@ func (s *server) getInventory(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getSettings(w http.ResponseWriter, r *http.Request) {
-	st, err := s.db.Settings().Settings(r.Context())
+	st, err := s.st.Settings.Settings(r.Context())
 	if err != nil {
 		s.log.Error("settings", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not read the settings")
@@ -287,7 +287,7 @@ func (s *server) putSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var bad error
-	st, err := s.db.Settings().UpdateSettings(r.Context(), func(st *enroll.Settings) error {
+	st, err := s.st.Settings.UpdateSettings(r.Context(), func(st *enroll.Settings) error {
 		for name, value := range req {
 			if bad = st.Set(name, value); bad != nil {
 				return bad
@@ -394,7 +394,7 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) {
 		return groups[name]
 	}
 	userGroups := map[string][]string{}
-	err := s.db.Records().Users(ctx, func(u *enroll.User) bool {
+	err := s.st.Records.Users(ctx, func(u *enroll.User) bool {
 		for _, g := range u.Groups {
 			get(g).Users++
 		}
@@ -402,7 +402,7 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) {
 		return true
 	})
 	if err == nil {
-		err = s.db.Records().Records(ctx, func(rec *enroll.Record) bool {
+		err = s.st.Records.Records(ctx, func(rec *enroll.Record) bool {
 			seen := map[string]bool{}
 			for _, g := range append(slices.Clone(rec.Groups), userGroups[rec.UserEmail]...) {
 				if seen[g] {
@@ -418,7 +418,7 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err == nil {
-		err = s.db.Assignments().Assignments(ctx, func(a *enroll.Assignment) bool { get(a.Group).Assignments++; return true })
+		err = s.st.Assignments.Assignments(ctx, func(a *enroll.Assignment) bool { get(a.Group).Assignments++; return true })
 	}
 	if err != nil {
 		s.log.Error("groups", "err", err)
@@ -519,7 +519,7 @@ func (s *server) createAssignment(w http.ResponseWriter, r *http.Request) {
 func (s *server) listAssignments(w http.ResponseWriter, r *http.Request) {
 	group := r.URL.Query().Get("group")
 	out := []assignmentJSON{}
-	err := s.db.Assignments().Assignments(r.Context(), func(a *enroll.Assignment) bool {
+	err := s.st.Assignments.Assignments(r.Context(), func(a *enroll.Assignment) bool {
 		if group == "" || a.Group == group {
 			out = append(out, toAssignmentJSON(a))
 		}
@@ -534,7 +534,7 @@ func (s *server) listAssignments(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteAssignment(w http.ResponseWriter, r *http.Request) {
-	err := s.db.Assignments().DeleteAssignment(r.Context(), r.PathValue("id"))
+	err := s.st.Assignments.DeleteAssignment(r.Context(), r.PathValue("id"))
 	if s.failed(w, err) {
 		return
 	}

@@ -32,7 +32,7 @@ func (s *server) loadPush() (*pushState, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("no APNs push certificate uploaded: devices enrol with a development topic and pushes carry no client certificate",
 			"topic", s.data.topic, "apns_host", s.apns.Host)
-		return &pushState{pusher: mdm.NewAPNs(s.apnsConfig(tls.Certificate{}), s.db.MDM()), topic: s.data.topic}, nil
+		return &pushState{pusher: mdm.NewAPNs(s.apnsConfig(tls.Certificate{}), s.st.MDM), topic: s.data.topic}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -41,7 +41,7 @@ func (s *server) loadPush() (*pushState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.data.file(filePushCert), err)
 	}
-	return &pushState{pusher: mdm.NewAPNs(s.apnsConfig(cert), s.db.MDM()), topic: topic, cert: leaf}, nil
+	return &pushState{pusher: mdm.NewAPNs(s.apnsConfig(cert), s.st.MDM), topic: topic, cert: leaf}, nil
 }
 
 func (s *server) apnsConfig(cert tls.Certificate) mdm.APNsConfig {
@@ -121,7 +121,7 @@ func (s *server) uploadPushCert(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "could not store the push certificate")
 		return
 	}
-	s.push.Store(&pushState{pusher: mdm.NewAPNs(s.apnsConfig(cert), s.db.MDM()), topic: topic, cert: leaf})
+	s.push.Store(&pushState{pusher: mdm.NewAPNs(s.apnsConfig(cert), s.st.MDM), topic: topic, cert: leaf})
 	s.log.Info("push certificate uploaded", "topic", topic, "not_after", leaf.NotAfter)
 	writeJSON(w, http.StatusOK, pushCertResponse{Topic: topic, Subject: leaf.Subject.String(), NotAfter: leaf.NotAfter.UTC().Format("2006-01-02")})
 }

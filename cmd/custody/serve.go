@@ -20,7 +20,6 @@ import (
 
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
-	"github.com/custodymdm/custody/storage/bolt"
 )
 
 // gcPercent is the GOGC that custody serve and custody sim run at when the
@@ -37,6 +36,7 @@ func setGCPercent() {
 func serveCmd() *cobra.Command {
 	var (
 		dataPath, listen, baseURL, tlsCert, tlsKey, logFormat string
+		store                                                 storageFlags
 		debugLog                                              bool
 		certValidity, apnsHost, apnsCA                        string
 		webhookURL, webhookSecretFile                         string
@@ -92,10 +92,7 @@ unless the GOGC environment variable says otherwise.`,
 			if err != nil {
 				return err
 			}
-			db, err := bolt.Open(data.file(fileDB), bolt.Options{})
-			if errors.Is(err, bolt.ErrLocked) {
-				return fmt.Errorf("another custody server is using %s; stop it or choose another --data", dataPath)
-			}
+			db, err := store.open(cmd.Context(), dataPath)
 			if err != nil {
 				return err
 			}
@@ -127,7 +124,7 @@ unless the GOGC environment variable says otherwise.`,
 					return fmt.Errorf("--apns-ca %s: no PEM certificates", apnsCA)
 				}
 			}
-			srv, err := newServer(data, db, log, baseURL, apns)
+			srv, err := newServer(data, db.Stores, log, baseURL, apns)
 			if err != nil {
 				ln.Close()
 				return err
@@ -147,6 +144,11 @@ unless the GOGC environment variable says otherwise.`,
 				srv.mdm.Events = eventFanout{srv.life, hook}
 			}
 			srv.dep.interval = depInterval
+			if db.kind == "postgres" {
+				// Other replicas queue and pause campaign jobs too.
+				srv.campaigns.Poll = 2 * time.Second
+			}
+			log.Info("storage", "backend", db.kind, "replica", srv.replica)
 			srv.offboardingInterval = offboardingInterval
 			if err := srv.dep.start(cmd.Context()); err != nil {
 				ln.Close()
@@ -156,13 +158,13 @@ unless the GOGC environment variable says otherwise.`,
 			// stays running in the database and resumes at the next start.
 			campaignsCtx, stopCampaigns := context.WithCancel(cmd.Context())
 			campaignsDone := make(chan struct{})
-			go func() { srv.campaigns.Run(campaignsCtx); close(campaignsDone) }()
+			go func() { srv.underLease(campaignsCtx, "campaigns", srv.campaigns.Run); close(campaignsDone) }()
 			defer func() { stopCampaigns(); <-campaignsDone }()
 			// The directory's background work: the SCIM mirror repaired,
 			// due offboardings carried out, Google synced on schedule.
 			directoryCtx, stopDirectory := context.WithCancel(cmd.Context())
 			directoryDone := make(chan struct{})
-			go func() { srv.runDirectory(directoryCtx); close(directoryDone) }()
+			go func() { srv.underLease(directoryCtx, "directory", srv.runDirectory); close(directoryDone) }()
 			defer func() { stopDirectory(); <-directoryDone }()
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
@@ -186,6 +188,7 @@ unless the GOGC environment variable says otherwise.`,
 		},
 	}
 	f := cmd.Flags()
+	store.register(f)
 	f.StringVar(&dataPath, "data", envDefault("CUSTODY_DATA", "./custody-data"), "data directory")
 	f.StringVar(&listen, "listen", envDefault("CUSTODY_LISTEN", "127.0.0.1:9300"), "address to listen on")
 	f.StringVar(&baseURL, "base-url", envDefault("CUSTODY_BASE_URL", ""), "public URL devices reach (default derived from --listen)")

@@ -27,7 +27,7 @@ import (
 	"github.com/custodymdm/custody/enroll/scim"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
-	"github.com/custodymdm/custody/storage/bolt"
+	"github.com/custodymdm/custody/storage"
 	"github.com/custodymdm/custody/zerotouch"
 )
 
@@ -38,7 +38,7 @@ const maxAPIBody = 1 << 20
 // over one database and one data dir.
 type server struct {
 	data      *dataDir
-	db        *bolt.DB
+	st        storage.Stores
 	baseURL   string
 	scep      *scep.Server
 	mdm       *mdm.Service
@@ -54,38 +54,46 @@ type server struct {
 	google    googleSync
 	// offboardingInterval is how often due offboardings are looked for.
 	offboardingInterval time.Duration
-	apns                mdm.APNsConfig            // host and trust; the certificate comes from push
-	push                atomic.Pointer[pushState] // replaced when a push certificate is uploaded
-	log                 *slog.Logger
-	reg                 *prometheus.Registry
-	httpReq             *prometheus.CounterVec
-	httpDur             *prometheus.HistogramVec
+	// replica names this process in leases; leaseTTL is their length.
+	replica     string
+	leaseTTL    time.Duration
+	leaseEvents *prometheus.CounterVec
+	apns        mdm.APNsConfig            // host and trust; the certificate comes from push
+	push        atomic.Pointer[pushState] // replaced when a push certificate is uploaded
+	log         *slog.Logger
+	reg         *prometheus.Registry
+	httpReq     *prometheus.CounterVec
+	httpDur     *prometheus.HistogramVec
 }
 
-func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apns mdm.APNsConfig) (*server, error) {
+func newServer(data *dataDir, st storage.Stores, log *slog.Logger, baseURL string, apns mdm.APNsConfig) (*server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &server{
-		data: data, db: db, log: log, reg: reg, baseURL: strings.TrimRight(baseURL, "/"), apns: apns,
+		data: data, st: st, log: log, reg: reg, baseURL: strings.TrimRight(baseURL, "/"), apns: apns,
 		httpReq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custody_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
+		replica: replicaName(),
+		leaseEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custody_lease_events_total", Help: "Background jobs' leases taken and lost by this replica, by job.",
+		}, []string{"job", "event"}),
 		httpDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "custody_http_request_seconds", Help: "HTTP request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.00025, 1.5, 20), // 0.25 ms to 0.55 s
 		}, []string{"route"}),
 	}
-	reg.MustRegister(s.httpReq, s.httpDur)
+	reg.MustRegister(s.httpReq, s.httpDur, s.leaseEvents)
 	s.scep = &scep.Server{
-		Store: db.SCEP(), Signer: data.ca,
+		Store: st.SCEP, Signer: data.ca,
 		RACert: data.ra, RAKey: data.raKey, CACerts: []*x509.Certificate{data.ca.Cert},
 		Logger: log, Metrics: scep.NewMetrics(reg),
 	}
-	certs := db.SCEP()
+	certs := st.SCEP
 	roots := x509.NewCertPool()
 	roots.AddCert(data.ca.Cert)
 	s.mdm = &mdm.Service{
-		Store: db.MDM(),
+		Store: st.MDM,
 		Auth: &mdm.Authenticator{
 			Roots:     roots,
 			IsRevoked: certs.Revoked,
@@ -103,7 +111,7 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 		Logger: log,
 	}
 	s.profile = &enroll.ProfileServer{
-		Tokens: db.Enroll(), Challenges: certs,
+		Tokens: st.Enroll, Challenges: certs,
 		Profile: enroll.ProfileConfig{
 			Identifier: "com.custodymdm.enroll", DisplayName: "Custody MDM", Organization: "Custody",
 			SCEPURL: s.baseURL + "/scep", MDMServerURL: s.baseURL + "/mdm", Topic: data.topic,
@@ -114,14 +122,14 @@ func newServer(data *dataDir, db *bolt.DB, log *slog.Logger, baseURL string, apn
 		Logger: log,
 	}
 	s.life = &enroll.Lifecycle{
-		Records: db.Records(), Assignments: db.Assignments(), Settings: db.Settings(),
-		Tokens: db.Enroll(), Certs: certs, MDM: db.MDM(),
+		Records: st.Records, Assignments: st.Assignments, Settings: st.Settings,
+		Tokens: st.Enroll, Certs: certs, MDM: st.MDM,
 		SignerCert: data.profile, SignerKey: data.profileKey, Chain: []*x509.Certificate{data.ca.Cert},
 		Push: s.pushLater, Logger: log,
 	}
 	s.mdm.Admit = s.life.Admit
 	s.mdm.Events = s.life
-	s.ade = &enroll.ADE{Records: db.Records(), Tokens: db.DEP(), Logger: log}
+	s.ade = &enroll.ADE{Records: st.Records, Tokens: st.DEP, Logger: log}
 	s.adeSrv = &enroll.ADEServer{Profiles: s.profile, Lifecycle: s.life, Logger: log}
 	s.dep = &depManager{s: s}
 	s.campaigns = s.newCampaigns()
@@ -300,7 +308,7 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	// A read transaction proves the database is open and readable.
-	err := s.db.SCEP().Certs(r.Context(), func(*scep.IssuedCert) bool { return false })
+	err := s.st.SCEP.Certs(r.Context(), func(*scep.IssuedCert) bool { return false })
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "database: "+err.Error())
 		return

@@ -63,6 +63,9 @@ type Campaigns struct {
 	Content func(ctx context.Context) (*Content, error)
 
 	Retry Retry // DefaultRetry when zero
+	// Poll is how often Run looks in the store for work that another
+	// server sharing it has queued or paused; a minute when zero.
+	Poll time.Duration
 	// Observe, when set, is told each message's outcome: "sent",
 	// "failed" (refused for good), "deferred" (a temporary failure, to be
 	// tried again).
@@ -90,6 +93,47 @@ func (c *Campaigns) now() time.Time {
 		return c.Now().UTC()
 	}
 	return time.Now().UTC()
+}
+
+func (c *Campaigns) poll() time.Duration {
+	if c.Poll > 0 {
+		return c.Poll
+	}
+	return time.Minute
+}
+
+// watchPause pauses the run of j (closes its stop) when the job is paused
+// in the store by another server, looking every Poll until ctx ends.
+func (c *Campaigns) watchPause(ctx context.Context, j *Job, stop chan struct{}) {
+	t := time.NewTicker(c.poll())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		paused := false
+		err := c.Store.Jobs(ctx, j.Ring, func(x *Job) bool {
+			if x.ID != j.ID {
+				return true
+			}
+			paused = x.State == JobPaused
+			return false
+		})
+		if err != nil || !paused {
+			continue
+		}
+		c.mu.Lock()
+		if c.stop == stop {
+			close(stop)
+			c.stop = nil
+		}
+		c.mu.Unlock()
+		return
+	}
 }
 
 func (c *Campaigns) retry() Retry {
@@ -330,6 +374,8 @@ func (c *Campaigns) Run(ctx context.Context) {
 	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
+	poll := time.NewTicker(c.poll())
+	defer poll.Stop()
 	for {
 		c.mu.Lock()
 		wake := c.wake
@@ -338,6 +384,7 @@ func (c *Campaigns) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-wake:
+		case <-poll.C:
 		case <-tick.C:
 			if err := c.ActOnDeadlines(ctx); err != nil && ctx.Err() == nil {
 				c.log().Error("campaign deadline actions", "err", err)
@@ -412,6 +459,9 @@ func (c *Campaigns) run(ctx context.Context, j *Job) (err error) {
 		close(stopped)
 	}()
 	log := c.log().With("ring", j.Ring, "job", j.ID, "kind", j.Kind)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go c.watchPause(watchCtx, j, stop)
 
 	finish := func(state string, cause error) error {
 		_, err := c.Store.UpdateJob(ctx, j.Ring, j.ID, func(j *Job) (*Job, error) {

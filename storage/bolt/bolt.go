@@ -91,6 +91,7 @@ var allBuckets = [][]byte{
 	bucketRings, bucketJobs, bucketDeliveries,
 	bucketSCIM, bucketSCIMKeys, bucketSCIMTokens,
 	bucketDirGroups, bucketDirLinks, bucketDirOffboardings, bucketDirAudit, bucketDirSettings,
+	bucketLeases,
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/custodymdm/custody/enroll/scim"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
+	"github.com/custodymdm/custody/storage"
 	"github.com/custodymdm/custody/storage/bolt"
 	"github.com/custodymdm/custody/storage/storagetest"
 )
@@ -150,5 +151,11 @@ func TestSCIMStore(t *testing.T) {
 func TestDirectoryStore(t *testing.T) {
 	storagetest.RunDirectory(t, func(t *testing.T) directory.Store {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).Directory()
+	})
+}
+
+func TestLeases(t *testing.T) {
+	storagetest.RunLeases(t, func(t *testing.T) storage.Leases {
+		return open(t, filepath.Join(t.TempDir(), "custody.db")).Leases()
 	})
 }
