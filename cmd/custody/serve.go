@@ -41,7 +41,7 @@ func serveCmd() *cobra.Command {
 		certValidity, apnsHost, apnsCA                        string
 		webhookURL, webhookSecretFile                         string
 		depInterval                                           time.Duration
-		offboardingInterval                                   time.Duration
+		offboardingInterval, leaseTTL                         time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -150,6 +150,7 @@ unless the GOGC environment variable says otherwise.`,
 			}
 			log.Info("storage", "backend", db.kind, "replica", srv.replica)
 			srv.offboardingInterval = offboardingInterval
+			srv.leaseTTL = leaseTTL
 			if err := srv.dep.start(cmd.Context()); err != nil {
 				ln.Close()
 				return err
@@ -200,6 +201,7 @@ unless the GOGC environment variable says otherwise.`,
 	f.StringVar(&apnsCA, "apns-ca", envDefault("CUSTODY_APNS_CA", ""), "PEM CA certificates to trust for --apns-host, besides the system's")
 	f.StringVar(&webhookURL, "webhook-url", envDefault("CUSTODY_WEBHOOK_URL", ""), "POST check-in and command-result events here")
 	f.StringVar(&webhookSecretFile, "webhook-secret-file", envDefault("CUSTODY_WEBHOOK_SECRET_FILE", ""), "file with the secret that signs webhook requests (X-Custody-Signature)")
+	f.DurationVar(&leaseTTL, "lease-ttl", envDuration("CUSTODY_LEASE_TTL", defaultLeaseTTL), "how long a replica's hold on a background job lasts unless renewed: another replica takes the job over at most this long after its holder dies")
 	f.DurationVar(&offboardingInterval, "offboarding-interval", 30*time.Second, "how often due offboardings are looked for")
 	f.DurationVar(&depInterval, "dep-sync-interval", envDuration("CUSTODY_DEP_SYNC_INTERVAL", 15*time.Minute), "how often ADE server tokens sync (0: only on demand)")
 	f.BoolVar(&debugLog, "debug", false, "log every request")
