@@ -46,13 +46,17 @@ func serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the reference server",
-		Long: `Run the reference server on the embedded bbolt database.
+		Long: `Run the reference server: on the embedded bbolt database in the data dir,
+or with --storage postgres --dsn DSN on a PostgreSQL database that several
+servers may share (background jobs then run on one of them at a time,
+under leases in the database).
 
 The first start initialises the data dir: the device CA, the profile-signing
 identity and the admin API token (written to DIR/admin.token). Later starts
 reuse them. Every flag has an environment equivalent (CUSTODY_DATA,
 CUSTODY_LISTEN, CUSTODY_BASE_URL, CUSTODY_TLS_CERT, CUSTODY_TLS_KEY,
-CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT).
+CUSTODY_CERT_VALIDITY, CUSTODY_LOG_FORMAT, CUSTODY_STORAGE, CUSTODY_DSN,
+CUSTODY_LEASE_TTL).
 
 The server's live heap is small (a few MiB), so at Go's default GOGC of 100
 it would collect garbage every few hundred requests; it runs at GOGC=400

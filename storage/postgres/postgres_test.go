@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/custodymdm/custody/dep"
@@ -69,4 +70,43 @@ func TestDirectoryStore(t *testing.T) {
 
 func TestLeases(t *testing.T) {
 	storagetest.RunLeases(t, func(t *testing.T) storage.Leases { return open(t).Leases() })
+}
+
+// Replicas opening a new database together migrate it once; a database
+// migrated by a newer build is refused.
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			db, err := postgres.Open(ctx, dsn, postgres.Options{})
+			if err == nil {
+				db.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent Open: %v", err)
+		}
+	}
+	db, err := postgres.Open(ctx, dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, err := db.Version(ctx); err != nil || v != postgres.LatestVersion() {
+		t.Fatalf("Version = %d, %v; want %d", v, err, postgres.LatestVersion())
+	}
+	if applied, err := db.Migrate(ctx); err != nil || len(applied) != 0 {
+		t.Fatalf("Migrate on a current schema applied %v, %v", applied, err)
+	}
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO custody_schema_migrations VALUES (99, now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Open(ctx, dsn, postgres.Options{}); err == nil || !strings.Contains(err.Error(), "schema is at version 99, newer than this build's") {
+		t.Fatalf("Open of a newer schema: %v", err)
+	}
 }
