@@ -37,6 +37,21 @@ type Token struct {
 	ChallengeID string `json:"challenge_id,omitempty"`
 }
 
+// Consume marks the token used at now by the SCEP challenge challengeID:
+// ErrTokenUsed or ErrTokenExpired (judged against now) when it cannot be,
+// and then it is unchanged. Stores call it inside the transaction of
+// ConsumeToken.
+func (t *Token) Consume(now time.Time, challengeID string) error {
+	switch {
+	case !t.UsedAt.IsZero():
+		return ErrTokenUsed
+	case !now.Before(t.ExpiresAt):
+		return ErrTokenExpired
+	}
+	t.UsedAt, t.ChallengeID = now.UTC(), challengeID
+	return nil
+}
+
 // Store keeps enrollment tokens.
 type Store interface {
 	// PutToken stores a new token, keyed by its Hash.

@@ -55,6 +55,18 @@ type Enrollment struct {
 	LastSeenAt    time.Time `json:"last_seen_at,omitzero"`
 }
 
+// TakeTokenUpdate copies into e what a TokenUpdate u brings (the push
+// details, a new unlock token, the times) and enables e, as
+// Store.TokenUpdated does to a stored enrollment.
+func (e *Enrollment) TakeTokenUpdate(u *Enrollment) {
+	e.Topic, e.PushMagic, e.Token, e.TokenInvalid = u.Topic, u.PushMagic, u.Token, false
+	if len(u.UnlockToken) > 0 {
+		e.UnlockToken = u.UnlockToken
+	}
+	e.TokenUpdateAt, e.LastSeenAt = u.TokenUpdateAt, u.LastSeenAt
+	e.Enabled = true
+}
+
 // A QueuedCommand is a command waiting in an enrollment's queue.
 type QueuedCommand struct {
 	UUID        string    `json:"uuid"`

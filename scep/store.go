@@ -35,6 +35,21 @@ type Challenge struct {
 // Used reports whether the challenge has authorised a certificate.
 func (c *Challenge) Used() bool { return c.CertFingerprint != "" }
 
+// Consume marks the challenge used at now by the certificate with the given
+// fingerprint: ErrChallengeUsed or ErrChallengeExpired (judged against now)
+// when it cannot be, and then it is unchanged. Stores call it inside the
+// transaction of ConsumeChallenge.
+func (c *Challenge) Consume(now time.Time, fingerprint string) error {
+	switch {
+	case c.Used():
+		return ErrChallengeUsed
+	case !now.Before(c.ExpiresAt):
+		return ErrChallengeExpired
+	}
+	c.UsedAt, c.CertFingerprint = now.UTC(), fingerprint
+	return nil
+}
+
 // An IssuedCert is the record of a certificate the Server issued.
 type IssuedCert struct {
 	Fingerprint string    `json:"fingerprint"` // lower-case hex SHA-256 of DER

@@ -217,12 +217,7 @@ func (s *MDMStore) TokenUpdated(ctx context.Context, e *mdm.Enrollment) error {
 		case err != nil:
 			return err
 		}
-		rec.Topic, rec.PushMagic, rec.Token, rec.TokenInvalid = e.Topic, e.PushMagic, e.Token, false
-		if len(e.UnlockToken) > 0 {
-			rec.UnlockToken = e.UnlockToken
-		}
-		rec.TokenUpdateAt, rec.LastSeenAt = e.TokenUpdateAt, e.LastSeenAt
-		rec.Enabled = true
+		rec.TakeTokenUpdate(e)
 		if rec.CertFingerprint == "" && e.CertFingerprint != "" {
 			if err := bindCert(tx, rec, e.CertFingerprint); err != nil {
 				return err

@@ -112,16 +112,13 @@ func (s *SCEPStore) ConsumeChallenge(ctx context.Context, hash []byte, now time.
 			return err
 		case !ok:
 			return scep.ErrNotFound
-		case c.Used():
-			return scep.ErrChallengeUsed
-		case !now.Before(c.ExpiresAt):
-			return scep.ErrChallengeExpired
+		}
+		if err := c.Consume(now, cert.Fingerprint); err != nil {
+			return err
 		}
 		if err := putCert(tx, cert); err != nil {
 			return err
 		}
-		c.UsedAt = now.UTC()
-		c.CertFingerprint = cert.Fingerprint
 		return putJSON(b, hash, &c)
 	})
 }

@@ -39,12 +39,10 @@ func (s *EnrollStore) ConsumeToken(ctx context.Context, hash []byte, now time.Ti
 			return err
 		case !ok:
 			return enroll.ErrNotFound
-		case !t.UsedAt.IsZero():
-			return enroll.ErrTokenUsed
-		case !now.Before(t.ExpiresAt):
-			return enroll.ErrTokenExpired
 		}
-		t.UsedAt, t.ChallengeID = now.UTC(), challengeID
+		if err := t.Consume(now, challengeID); err != nil {
+			return err
+		}
 		doc, err := jsonDoc(&t)
 		if err != nil {
 			return err
