@@ -36,11 +36,7 @@ func (b *backend) Close() error { return b.close() }
 // open opens the backend f names; dataPath is the data dir, whose bbolt file
 // the bolt backend uses.
 func (f *storageFlags) open(ctx context.Context, dataPath string) (*backend, error) {
-	return openBackend(ctx, f.kind, f.dsn, dataPath)
-}
-
-// openBackend opens a backend by kind; a PostgreSQL schema is migrated.
-func openBackend(ctx context.Context, kind, dsn, dataPath string) (*backend, error) {
+	kind, dsn := f.kind, f.dsn
 	switch kind {
 	case "bolt":
 		if dsn != "" {

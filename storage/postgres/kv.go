@@ -67,46 +67,37 @@ func eachKV[T any](ctx context.Context, q querier, t kvTable, fn func(*T) bool) 
 func updateKV[T any](ctx context.Context, d *DB, t kvTable, key string, fn func(*T) (*T, error)) (*T, error) {
 	var out *T
 	err := d.tx(ctx, func(tx pgx.Tx) error {
-		var err error
-		out, err = updateKVIn(ctx, tx, t, key, fn)
+		out = new(T)
+		ok, err := getDoc(ctx, tx, out, t.selectOne()+" FOR UPDATE", key)
+		if err != nil {
+			return fmt.Errorf("postgres: %s %q: %w", t.name, key, err)
+		}
+		if !ok {
+			out = nil
+		}
+		next, err := fn(out)
+		if err != nil || next == nil {
+			return err
+		}
+		doc, err := jsonDoc(next)
+		if err != nil {
+			return err
+		}
+		out = next
+		if ok {
+			_, err = tx.Exec(ctx, "UPDATE "+t.name+" SET doc = $2 WHERE "+t.key+" = $1", key, doc)
+			return err
+		}
+		tag, err := tx.Exec(ctx, "INSERT INTO "+t.name+" ("+t.key+", doc) VALUES ($1, $2) ON CONFLICT DO NOTHING", key, doc)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = errRetry // created meanwhile: run fn again with it
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// updateKVIn is updateKV's work inside a transaction.
-func updateKVIn[T any](ctx context.Context, tx querier, t kvTable, key string, fn func(*T) (*T, error)) (*T, error) {
-	stored := new(T)
-	ok, err := getDoc(ctx, tx, stored, t.selectOne()+" FOR UPDATE", key)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %s %q: %w", t.name, key, err)
-	}
-	if !ok {
-		stored = nil
-	}
-	next, err := fn(stored)
-	if err != nil || next == nil {
-		return stored, err
-	}
-	doc, err := jsonDoc(next)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		_, err = tx.Exec(ctx, "UPDATE "+t.name+" SET doc = $2 WHERE "+t.key+" = $1", key, doc)
-		return next, err
-	}
-	tag, err := tx.Exec(ctx, "INSERT INTO "+t.name+" ("+t.key+", doc) VALUES ($1, $2) ON CONFLICT DO NOTHING", key, doc)
-	if err != nil {
-		return nil, err
-	}
-	if tag.RowsAffected() == 0 {
-		return nil, errRetry // created meanwhile: run fn again with it
-	}
-	return next, nil
 }
 
 // A docBatch is read-modify-write of many documents of one table in one

@@ -152,20 +152,16 @@ type querier interface {
 // getDoc scans the one JSON column of the row a query returns into v; false
 // when there is no row.
 func getDoc(ctx context.Context, q querier, v any, sql string, args ...any) (bool, error) {
-	var doc []byte
-	err := q.QueryRow(ctx, sql, args...).Scan(&doc)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return true, json.Unmarshal(doc, v)
+	return getDecoded(ctx, q, json.Unmarshal, v, sql, args...)
 }
 
 // getDocNumbers is getDoc keeping numbers as json.Number, for values holding
 // arbitrary JSON.
 func getDocNumbers(ctx context.Context, q querier, v any, sql string, args ...any) (bool, error) {
+	return getDecoded(ctx, q, decodeNumbers, v, sql, args...)
+}
+
+func getDecoded(ctx context.Context, q querier, decode func([]byte, any) error, v any, sql string, args ...any) (bool, error) {
 	var doc []byte
 	err := q.QueryRow(ctx, sql, args...).Scan(&doc)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -174,7 +170,7 @@ func getDocNumbers(ctx context.Context, q querier, v any, sql string, args ...an
 	if err != nil {
 		return false, err
 	}
-	return true, decodeNumbers(doc, v)
+	return true, decode(doc, v)
 }
 
 // decodeNumbers decodes JSON keeping numbers as json.Number.
