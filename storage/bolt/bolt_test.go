@@ -159,3 +159,10 @@ func TestLeases(t *testing.T) {
 		return open(t, filepath.Join(t.TempDir(), "custody.db")).Leases()
 	})
 }
+
+func TestPortable(t *testing.T) {
+	storagetest.RunPortable(t, func(t *testing.T) storagetest.Backend {
+		db := open(t, filepath.Join(t.TempDir(), "custody.db"))
+		return storagetest.Backend{Stores: db.Stores(), Portable: db}
+	})
+}

@@ -110,3 +110,10 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("Open of a newer schema: %v", err)
 	}
 }
+
+func TestPortable(t *testing.T) {
+	storagetest.RunPortable(t, func(t *testing.T) storagetest.Backend {
+		db := open(t)
+		return storagetest.Backend{Stores: db.Stores(), Portable: db}
+	})
+}
