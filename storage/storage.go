@@ -1,6 +1,8 @@
 // Package storage names what a Custody storage backend provides: one store
-// per protocol package, gathered in Stores, and the Leases that let several
-// servers on one database share background work.
+// per protocol package, gathered in Stores; the Leases that let several
+// servers on one database share background work; and Portable, the export
+// and import of its whole content as Records of one form for every
+// backend (package storage/dump writes them to a file and checks them).
 //
 // Two backends implement it and pass the same conformance suite
 // (storage/storagetest): storage/bolt, an embedded bbolt file for one

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(serveCmd(), challengeCmd(), certsCmd(), enrollCmd(), devicesCmd(), enqueueCmd(), commandsCmd(), pushCmd(), pushCertCmd(), simCmd(),
 		preenrollCmd(), usersCmd(), settingsCmd(), groupsCmd(), assignmentsCmd(), traceCmd(), depCmd(), androidCmd(), zeroTouchCmd(), mailCmd(),
 		ringsCmd(), jobCmd(campaign.KindInvitation), jobCmd(campaign.KindReminder), templatesCmd(), webhookCmd(),
-		scimCmd(), directoryCmd(), offboardingCmd(), googleCmd(), migrateCmd())
+		scimCmd(), directoryCmd(), offboardingCmd(), googleCmd(), migrateCmd(), exportCmd(), importDataCmd())
 	return root.ExecuteContext(ctx)
 }
 

@@ -279,6 +279,19 @@ func newBar(cmd *cobra.Command, n int, what string) *progressbar.ProgressBar {
 	)
 }
 
+// newCountBar counts work of unknown size.
+func newCountBar(cmd *cobra.Command, what string) *progressbar.ProgressBar {
+	return progressbar.NewOptions(-1,
+		progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("records"),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
 // serverStats is what the sim reads from a server's Prometheus endpoint:
 // the process's CPU seconds (-1 when absent) and the cumulative buckets of
 // custody's latency histogram for MDM requests (nil when absent).

@@ -27,8 +27,9 @@ func (f *storageFlags) register(fs *pflag.FlagSet) {
 // A backend is an open storage backend.
 type backend struct {
 	storage.Stores
-	kind  string
-	close func() error
+	portable storage.Portable
+	kind     string
+	close    func() error
 }
 
 func (b *backend) Close() error { return b.close() }
@@ -49,7 +50,7 @@ func (f *storageFlags) open(ctx context.Context, dataPath string) (*backend, err
 		if err != nil {
 			return nil, err
 		}
-		return &backend{Stores: db.Stores(), kind: kind, close: db.Close}, nil
+		return &backend{Stores: db.Stores(), portable: db, kind: kind, close: db.Close}, nil
 	case "postgres":
 		if dsn == "" {
 			return nil, errors.New("--storage postgres needs --dsn (or CUSTODY_DSN)")
@@ -58,7 +59,7 @@ func (f *storageFlags) open(ctx context.Context, dataPath string) (*backend, err
 		if err != nil {
 			return nil, err
 		}
-		return &backend{Stores: db.Stores(), kind: kind, close: db.Close}, nil
+		return &backend{Stores: db.Stores(), portable: db, kind: kind, close: db.Close}, nil
 	}
 	return nil, fmt.Errorf("--storage %q: want bolt or postgres", kind)
 }
