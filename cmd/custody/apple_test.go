@@ -408,13 +408,13 @@ func TestRenewalRebinds(t *testing.T) {
 }
 
 // custody sim apple drives simulated devices through every phase against a
-// live server and reports each phase.
+// live server and reports each phase; three devices share two keys.
 func TestSimApple(t *testing.T) {
 	dir := t.TempDir()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	startServe(t, ctx, dir)
-	out, err := cli(t, "sim", "apple", "--data", dir, "--devices", "3", "--concurrency", "2", "--checkins", "2", "--commands", "2",
+	out, err := cli(t, "sim", "apple", "--data", dir, "--devices", "3", "--concurrency", "2", "--checkins", "2", "--commands", "2", "--keys", "2",
 		"--ca", filepath.Join(dir, fileCACert))
 	if err != nil {
 		t.Fatalf("sim: %v\n%s", err, out)
