@@ -135,12 +135,19 @@ func Kinds() []string {
 	return names
 }
 
+// kindIndex is each kind's place in kinds.
+var kindIndex = func() map[string]int {
+	m := make(map[string]int, len(kinds))
+	for i, k := range kinds {
+		m[k.name] = i
+	}
+	return m
+}()
+
 // KindIndex returns the place of a kind in Kinds; -1 for an unknown kind.
 func KindIndex(name string) int {
-	for i, k := range kinds {
-		if k.name == name {
-			return i
-		}
+	if i, ok := kindIndex[name]; ok {
+		return i
 	}
 	return -1
 }

@@ -211,7 +211,6 @@ func (d *DB) Import(ctx context.Context, records iter.Seq2[*storage.Record, erro
 				return fmt.Errorf("bolt: import needs an empty database; %s holds data", b)
 			}
 		}
-		in := importer{tx: tx}
 		n := 0
 		for r, err := range records {
 			if err != nil {
@@ -222,7 +221,7 @@ func (d *DB) Import(ctx context.Context, records iter.Seq2[*storage.Record, erro
 					return err
 				}
 			}
-			if err := in.put(r); err != nil {
+			if err := importRecord(tx, r); err != nil {
 				return fmt.Errorf("bolt: import %s record %q: %w", r.Kind, r.Key, err)
 			}
 		}
@@ -230,12 +229,8 @@ func (d *DB) Import(ctx context.Context, records iter.Seq2[*storage.Record, erro
 	})
 }
 
-type importer struct {
-	tx *bbolt.Tx
-}
-
-func (in importer) put(r *storage.Record) error {
-	tx := in.tx
+// importRecord stores one record, and what indexes it.
+func importRecord(tx *bbolt.Tx, r *storage.Record) error {
 	if err := r.Check(); err != nil {
 		return err
 	}
