@@ -408,8 +408,11 @@ func TestRenewalRebinds(t *testing.T) {
 }
 
 // custody sim apple drives simulated devices through every phase against a
-// live server and reports each phase; three devices share two keys.
+// live server and reports each phase; three devices share two keys, and
+// their commands are enqueued two devices at a time.
 func TestSimApple(t *testing.T) {
+	defer func(n int) { enqueueChunk = n }(enqueueChunk)
+	enqueueChunk = 2
 	dir := t.TempDir()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

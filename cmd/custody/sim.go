@@ -133,6 +133,9 @@ type phase struct {
 	server  []bucket // the server's own latency histogram over the phase
 }
 
+// enqueueChunk is how many devices the sim names in one enqueue request.
+var enqueueChunk = 10_000
+
 func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
@@ -153,6 +156,12 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
 		metricsURL = api.url + "/metrics"
 	}
 	var phases []phase
+	// The phases done are reported even when a later one fails.
+	defer func() {
+		if len(phases) > 0 {
+			report(out, cfg, phases, lat)
+		}
+	}()
 	measure := func(name string, ops int, fn func() error) error {
 		st0 := scrape(hc, metricsURL)
 		start := time.Now()
@@ -229,10 +238,13 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
 			ids[i] = d.UDID
 		}
 		for range cfg.commands {
-			req := commandRequest{Devices: ids, RequestType: "DeviceInformation",
-				Keys: map[string]any{"Queries": []any{"UDID", "SerialNumber", "OSVersion"}}, NoPush: true}
-			if err := api.call(cmd, http.MethodPost, "/api/v1/commands", req, &commandResponse{}); err != nil {
-				return err
+			// In requests of enqueueChunk devices, within the API's body cap.
+			for chunk := range slices.Chunk(ids, enqueueChunk) {
+				req := commandRequest{Devices: chunk, RequestType: "DeviceInformation",
+					Keys: map[string]any{"Queries": []any{"UDID", "SerialNumber", "OSVersion"}}, NoPush: true}
+				if err := api.call(cmd, http.MethodPost, "/api/v1/commands", req, &commandResponse{}); err != nil {
+					return err
+				}
 			}
 		}
 		err = measure("command round trips", cfg.devices*cfg.commands, func() error {
@@ -249,7 +261,6 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) error {
 			return err
 		}
 	}
-	report(out, cfg, phases, lat)
 	return nil
 }
 
