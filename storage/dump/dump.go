@@ -231,6 +231,9 @@ func Import(ctx context.Context, r io.Reader, dst storage.Portable, progress fun
 	if err := dst.Import(ctx, iter.Seq2[*storage.Record, error](records)); err != nil {
 		return nil, err
 	}
+	if want == nil {
+		return nil, errors.New("dump: the import stopped before the end of the file")
+	}
 	got, err := Sum(ctx, dst)
 	if err != nil {
 		return nil, fmt.Errorf("dump: imported; exporting again to verify: %w", err)
