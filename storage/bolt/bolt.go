@@ -16,6 +16,10 @@ import (
 // ErrLocked is returned by Open when another process holds the database.
 var ErrLocked = errors.New("bolt: database is in use by another process")
 
+// ErrImportUnfinished is returned by Open for a database an import was
+// writing when it stopped (a crash): it holds part of what was imported.
+var ErrImportUnfinished = errors.New("bolt: an import into this database did not finish")
+
 // A DB is an open Custody database.
 type DB struct {
 	db     *bbolt.DB
@@ -65,11 +69,18 @@ func Open(path string, opts Options) (*DB, error) {
 				return err
 			}
 		}
+		if since := tx.Bucket(bucketMeta).Get(keyImporting); since != nil {
+			return fmt.Errorf("%w (it started at %s): remove %s and import again", ErrImportUnfinished, since, path)
+		}
 		if err := indexChallenges(tx); err != nil {
 			return err
 		}
 		return migrateChannels(tx)
 	})
+	if errors.Is(err, ErrImportUnfinished) {
+		db.Close()
+		return nil, err
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
@@ -91,8 +102,12 @@ var allBuckets = [][]byte{
 	bucketRings, bucketJobs, bucketDeliveries,
 	bucketSCIM, bucketSCIMKeys, bucketSCIMTokens,
 	bucketDirGroups, bucketDirLinks, bucketDirOffboardings, bucketDirAudit, bucketDirSettings,
-	bucketLeases,
+	bucketLeases, bucketMeta,
 }
+
+// bucketMeta holds what is about the database rather than in it: the mark
+// of an import under way.
+var bucketMeta = []byte("meta")
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 	data := b.Get(key)

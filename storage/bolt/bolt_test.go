@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,8 +162,29 @@ func TestLeases(t *testing.T) {
 }
 
 func TestPortable(t *testing.T) {
+	// Three records a transaction, so that imports commit many times and
+	// a failed one has committed transactions to undo.
+	defer bolt.SetImportChunk(3)()
 	storagetest.RunPortable(t, func(t *testing.T) storagetest.Backend {
 		db := open(t, filepath.Join(t.TempDir(), "custody.db"))
 		return storagetest.Backend{Stores: db.Stores(), Portable: db}
 	})
+}
+
+// A database an import was writing when it crashed is refused, with what
+// to do about it.
+func TestOpenRefusesUnfinishedImport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "custody.db")
+	db, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkImporting(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = bolt.Open(path, bolt.Options{})
+	if !errors.Is(err, bolt.ErrImportUnfinished) || !strings.Contains(err.Error(), "remove "+path+" and import again") {
+		t.Fatalf("Open of an unfinished import: %v", err)
+	}
 }
