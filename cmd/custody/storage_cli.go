@@ -145,9 +145,8 @@ func importDataCmd() *cobra.Command {
 		Use:   "import-data FILE",
 		Short: "Load a file custody export wrote into an empty database",
 		Long: `Load the records of a file custody export wrote (- for standard input)
-into an empty database of any backend, in one transaction: a file whose
-records do not match its summary (cut short, altered) is refused and
-nothing is written. Once loaded, the database is exported again and its
+into an empty database of any backend: a file whose records do not match
+its summary (cut short, altered) is refused and nothing is left written. Once loaded, the database is exported again and its
 counts and SHA-256 compared with the file's.
 
 No server may use the database meanwhile. To move from the embedded
