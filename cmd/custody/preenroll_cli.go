@@ -20,16 +20,38 @@ import (
 	"github.com/custodymdm/custody/enroll"
 )
 
-// upload streams body to the admin API with a progress bar and decodes the
-// JSON reply into out, for a 2xx reply and for the statuses in accept.
-func (c *apiClient) upload(cmd *cobra.Command, path, contentType string, body io.Reader, size int64, out any, accept ...int) (int, error) {
-	bar := progressbar.NewOptions64(size,
+// openInput opens the file a command reads, or standard input for "-",
+// and returns its size when known (-1 otherwise).
+func openInput(cmd *cobra.Command, name string) (io.ReadCloser, int64, error) {
+	if name == "-" {
+		return io.NopCloser(cmd.InOrStdin()), -1, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	size := int64(-1)
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	return f, size, nil
+}
+
+// newByteBar shows the progress of reading size bytes (-1 when unknown).
+func newByteBar(cmd *cobra.Command, size int64, what string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(size,
 		progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-		progressbar.OptionSetDescription("uploading"),
+		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowBytes(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
+}
+
+// upload streams body to the admin API with a progress bar and decodes the
+// JSON reply into out, for a 2xx reply and for the statuses in accept.
+func (c *apiClient) upload(cmd *cobra.Command, path, contentType string, body io.Reader, size int64, out any, accept ...int) (int, error) {
+	bar := newByteBar(cmd, size, "uploading")
 	r := progressbar.NewReader(body, bar)
 	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, c.url+path, &r)
 	if err != nil {
@@ -85,19 +107,11 @@ nothing. Importing a file again updates what changed and duplicates nothing.`,
 			if skipInvalid {
 				q.Set("skip_invalid", "true")
 			}
-			var in io.Reader = cmd.InOrStdin()
-			size := int64(-1)
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if st, err := f.Stat(); err == nil {
-					size = st.Size()
-				}
-				in = f
+			in, size, err := openInput(cmd, args[0])
+			if err != nil {
+				return err
 			}
+			defer in.Close()
 			var res enroll.ImportResult
 			if _, err := c.upload(cmd, path+"?"+q.Encode(), "text/csv", in, size, &res, http.StatusUnprocessableEntity); err != nil {
 				return err

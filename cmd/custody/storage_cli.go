@@ -3,10 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -157,31 +155,17 @@ database to PostgreSQL:
   custody serve --data ./custody-data --storage postgres --dsn postgres://...`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in io.Reader = cmd.InOrStdin()
-			size := int64(-1)
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if fi, err := f.Stat(); err == nil {
-					size = fi.Size()
-				}
-				in = f
+			in, size, err := openInput(cmd, args[0])
+			if err != nil {
+				return err
 			}
+			defer in.Close()
 			db, err := store.open(cmd.Context(), dataPath)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			bar := progressbar.NewOptions64(size,
-				progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-				progressbar.OptionSetDescription("importing"),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionClearOnFinish(),
-			)
+			bar := newByteBar(cmd, size, "importing")
 			r := progressbar.NewReader(in, bar)
 			sum, err := dump.Import(cmd.Context(), &r, db.portable, nil)
 			bar.Finish()

@@ -9,27 +9,14 @@ import (
 
 	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
+	"github.com/custodymdm/custody/storage/storagetest"
 )
 
 // BenchmarkImport100k is storage/bolt's benchmark of the same name on
 // PostgreSQL: a CSV file of 100,000 records and their users parsed,
 // validated and stored in one transaction.
 func BenchmarkImport100k(b *testing.B) {
-	var csv bytes.Buffer
-	if err := enroll.WriteSampleCSV(&csv, 100_000); err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(csv.Len()))
-	for b.Loop() {
-		b.StopTimer()
-		db := open(b)
-		b.StartTimer()
-		res, err := enroll.Import(context.Background(), db.Records(), bytes.NewReader(csv.Bytes()),
-			enroll.ImportOptions{CSVOptions: enroll.CSVOptions{Required: enroll.RecordFields}}, time.Now())
-		if err != nil || !res.Written || res.Stats.RecordsCreated != 100_000 {
-			b.Fatalf("import: %+v, %v", res, err)
-		}
-	}
+	storagetest.BenchImport100k(b, func(b *testing.B) enroll.RecordStore { return open(b).Records() })
 }
 
 // BenchmarkCommandRoundTrip is what the server does for one command: queue
