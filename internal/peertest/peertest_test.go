@@ -279,3 +279,20 @@ func TestNeed(t *testing.T) {
 		}
 	}
 }
+
+// The pinned releases build from the module proxy and enrol with each other.
+func TestPinnedScepPeers(t *testing.T) {
+	url, caPEM := StartScepServer(t, ScepServer230.Need(t), challenge, 2048)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cert, out, err := RunScepClient(ctx, t, ScepClient230.Need(t), url, challenge, "peertest-pinned")
+	if err != nil {
+		t.Fatalf("scepclient %s against scepserver %s: %v\n%s", ScepClient230.Version, ScepServer230.Version, err, out)
+	}
+	if cn := commonName(t, cert); cn != "peertest-pinned" {
+		t.Errorf("issued CN %q", cn)
+	}
+	if err := OpenSSLVerify(t, caPEM, cert); err != nil {
+		t.Error(err)
+	}
+}

@@ -24,7 +24,13 @@ import (
 // reply. On PENDING it retries every 30 seconds forever, so bound ctx.
 func ScepClient(ctx context.Context, t testing.TB, serverURL, challenge, commonName string) (certPEM []byte, output string, err error) {
 	t.Helper()
-	bin := Need(t, "scepclient", "scep")
+	return RunScepClient(ctx, t, Need(t, "scepclient", "scep"), serverURL, challenge, commonName)
+}
+
+// RunScepClient is ScepClient with the scepclient binary at bin: Debian's,
+// or a pinned release built by [GoProgram.Need] such as ScepClient230.
+func RunScepClient(ctx context.Context, t testing.TB, bin, serverURL, challenge, commonName string) (certPEM []byte, output string, err error) {
+	t.Helper()
 	// scepclient keeps its state beside the key: csr.pem, self.pem and the
 	// certificate. An existing certificate would turn the request into a
 	// RenewalReq, so every enrolment gets a new directory.

@@ -30,7 +30,14 @@ func ScepServer(t testing.TB, challenge string) (url string, caPEM []byte) {
 // what `scepserver ca -init` makes by default.
 func ScepServerKeySize(t testing.TB, challenge string, bits int) (url string, caPEM []byte) {
 	t.Helper()
-	bin := Need(t, "scepserver", "scep")
+	return StartScepServer(t, Need(t, "scepserver", "scep"), challenge, bits)
+}
+
+// StartScepServer is ScepServerKeySize with the scepserver binary at bin:
+// Debian's, or a pinned release built by [GoProgram.Need] such as
+// ScepServer230.
+func StartScepServer(t testing.TB, bin, challenge string, bits int) (url string, caPEM []byte) {
+	t.Helper()
 	dir := t.TempDir()
 	depot := filepath.Join(dir, "depot")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
