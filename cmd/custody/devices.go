@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -35,7 +36,9 @@ type deviceJSON struct {
 
 func toDeviceJSON(e *mdm.Enrollment) deviceJSON {
 	return deviceJSON{
-		ID: e.ID, DeviceID: e.DeviceID, UserID: e.UserID, SerialNumber: e.SerialNumber, Model: e.Model,
+		ID: e.ID, DeviceID: e.DeviceID, UserID: e.UserID, SerialNumber: e.SerialNumber,
+		// An iPhone's Authenticate has no Model, only its ProductName.
+		Model:      cmp.Or(e.Model, e.ProductName),
 		DeviceName: e.DeviceName, OSVersion: e.OSVersion, Enabled: e.Enabled, Topic: e.Topic,
 		TokenInvalid: e.TokenInvalid, CertFingerprint: e.CertFingerprint, WipedAt: e.WipedAt,
 		AuthenticatedAt: e.AuthenticAt, TokenUpdateAt: e.TokenUpdateAt,

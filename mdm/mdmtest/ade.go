@@ -123,7 +123,11 @@ func EnrollADE(ctx context.Context, url string, opts EnrollOptions) (*Device, er
 			opts.UDID = d.UDID
 		}
 	}
-	body, err := SignMachineInfo(opts.UDID, opts.SerialNumber, "iPhone15,2", "22B83")
+	product, version := "iPhone15,2", "22B83"
+	if opts.Platform == PlatformMacOS {
+		product, version = "Mac14,2", "24B83"
+	}
+	body, err := SignMachineInfo(opts.UDID, opts.SerialNumber, product, version)
 	if err != nil {
 		return nil, err
 	}

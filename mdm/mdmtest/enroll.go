@@ -31,6 +31,12 @@ type EnrollOptions struct {
 	// SerialNumber and UDID, when set, are the device's; random ones
 	// otherwise.
 	SerialNumber, UDID string
+	// Platform is PlatformIOS (the default) or PlatformMacOS.
+	Platform string
+	// AwaitConfiguration holds the device in Setup Assistant until the
+	// server sends DeviceConfigured, as an ADE profile with
+	// await_device_configured does (see Device.AwaitingConfiguration).
+	AwaitConfiguration bool
 	// Key, when set, is the device's key pair instead of a fresh one of
 	// the profile's Keysize: a load generator simulating thousands of
 	// devices lends them a few keys, since generating an RSA key costs
@@ -106,7 +112,7 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 	keysize := 2048
 	var mdmPayload *struct {
 		IdentityCertificateUUID, Topic, ServerURL, CheckInURL string
-		CheckOutWhenRemoved                                   bool
+		CheckOutWhenRemoved, SignMessage                      bool
 	}
 	scepUUID := ""
 	for _, pl := range p.PayloadContent {
@@ -120,13 +126,10 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 				subject = s[0][0][1]
 			}
 		case "com.apple.mdm":
-			if !pl.SignMessage {
-				return nil, errors.New("mdmtest: MDM payload without SignMessage: this device signs every message")
-			}
 			mdmPayload = &struct {
 				IdentityCertificateUUID, Topic, ServerURL, CheckInURL string
-				CheckOutWhenRemoved                                   bool
-			}{pl.IdentityCertificateUUID, pl.Topic, pl.ServerURL, pl.CheckInURL, pl.CheckOutWhenRemoved}
+				CheckOutWhenRemoved, SignMessage                      bool
+			}{pl.IdentityCertificateUUID, pl.Topic, pl.ServerURL, pl.CheckInURL, pl.CheckOutWhenRemoved, pl.SignMessage}
 		}
 	}
 	if scepURL == "" || mdmPayload == nil {
@@ -150,7 +153,11 @@ func enrollProfile(ctx context.Context, body []byte, opts EnrollOptions) (*Devic
 		return nil, fmt.Errorf("mdmtest: SCEP: %w", err)
 	}
 	d := NewDevice(cert, key)
+	if opts.Platform == PlatformMacOS {
+		d = NewMac(cert, key)
+	}
 	d.ServerURL, d.CheckInURL, d.Topic, d.HTTPClient = mdmPayload.ServerURL, mdmPayload.CheckInURL, mdmPayload.Topic, hc
+	d.SignMessage, d.AwaitingConfiguration = mdmPayload.SignMessage, opts.AwaitConfiguration
 	d.Observe = opts.Observe
 	d.EnrollmentProfile, d.CheckOutWhenRemoved = p.PayloadIdentifier, mdmPayload.CheckOutWhenRemoved
 	if opts.SerialNumber != "" {
