@@ -142,7 +142,7 @@ type Device struct {
 	mu         sync.Mutex
 	lastBody   []byte // the last body signed, and its signature
 	lastSig    string
-	tlsClient  *http.Client // HTTPClient presenting Cert, for SignMessage false
+	tlsClient  *http.Client      // HTTPClient presenting Cert, for SignMessage false
 	profiles   map[string][]byte // PayloadIdentifier → profile
 	wiped      bool
 	removing   bool // the enrollment profile was removed: unenrolled once it says so
