@@ -35,8 +35,9 @@ func ScepServerKeySize(t testing.TB, challenge string, bits int) (url string, ca
 
 // StartScepServer is ScepServerKeySize with the scepserver binary at bin:
 // Debian's, or a pinned release built by [GoProgram.Need] such as
-// ScepServer230.
-func StartScepServer(t testing.TB, bin, challenge string, bits int) (url string, caPEM []byte) {
+// ScepServer230, and extra flags (such as "-allowrenew", "0", which lets
+// many devices enrol with one subject, as they do from a shared profile).
+func StartScepServer(t testing.TB, bin, challenge string, bits int, extra ...string) (url string, caPEM []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	depot := filepath.Join(dir, "depot")
@@ -54,7 +55,7 @@ func StartScepServer(t testing.TB, bin, challenge string, bits int) (url string,
 	if b, _ := pem.Decode(caPEM); b == nil || b.Type != "CERTIFICATE" {
 		t.Fatalf("peertest: scepserver wrote no PEM certificate to %s", filepath.Join(depot, "ca.pem"))
 	}
-	url, err = startScepServer(ctx, t, bin, dir, depot, challenge)
+	url, err = startScepServer(ctx, t, bin, dir, depot, challenge, extra...)
 	if err != nil {
 		t.Fatalf("peertest: %v", err)
 	}
@@ -63,7 +64,7 @@ func StartScepServer(t testing.TB, bin, challenge string, bits int) (url string,
 
 // startScepServer runs scepserver on an existing depot on a free port and
 // waits until it answers GetCACaps. The process is stopped by t.Cleanup.
-func startScepServer(ctx context.Context, t testing.TB, bin, dir, depot, challenge string) (string, error) {
+func startScepServer(ctx context.Context, t testing.TB, bin, dir, depot, challenge string, extra ...string) (string, error) {
 	var lastErr error
 	// The port is free when we pick it but scepserver binds it later, so
 	// another process may take it in between: try a few ports.
@@ -76,6 +77,7 @@ func startScepServer(ctx context.Context, t testing.TB, bin, dir, depot, challen
 		if challenge != "" {
 			args = append(args, "-challenge", challenge)
 		}
+		args = append(args, extra...)
 		logPath := filepath.Join(dir, fmt.Sprintf("scepserver-%d.log", attempt))
 		d, err := startDaemon(cleanEnv(), dir, logPath, bin, args...)
 		if err != nil {

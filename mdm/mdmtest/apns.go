@@ -2,10 +2,12 @@ package mdmtest
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -47,10 +49,25 @@ type APNs struct {
 	pushes       []Push
 }
 
-// NewAPNs starts a fake APNs. Close it when done.
+// NewAPNs starts a fake APNs on a random port of 127.0.0.1 with a
+// certificate of its own. Close it when done.
 func NewAPNs() *APNs {
+	return NewAPNsListener(nil, nil)
+}
+
+// NewAPNsListener starts a fake APNs on ln with the TLS certificate cert,
+// so that a server configured once (its APNs host and the CA to trust) can
+// reach fakes started later; nil for either takes NewAPNs's.
+func NewAPNsListener(ln net.Listener, cert *tls.Certificate) *APNs {
 	f := &APNs{Wakes: make(chan Wake, 1024), devices: map[string]*Device{}, unregistered: map[string]bool{}}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	if ln != nil {
+		f.Server.Listener.Close()
+		f.Server.Listener = ln
+	}
+	if cert != nil {
+		f.Server.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	}
 	f.Server.EnableHTTP2 = true
 	f.Server.StartTLS()
 	return f

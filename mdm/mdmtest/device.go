@@ -139,6 +139,7 @@ type Device struct {
 	// server rather than itself.
 	ReuseSignatures bool
 
+	pollMu     sync.Mutex // one command loop at a time, as on a device
 	mu         sync.Mutex
 	lastBody   []byte // the last body signed, and its signature
 	lastSig    string
@@ -494,6 +495,8 @@ func (d *Device) Poll(ctx context.Context) ([]*mdm.CommandPayload, error) {
 
 // poll is the command loop of one channel.
 func (d *Device) poll(ctx context.Context, ch ids, execute func(ids, *mdm.CommandPayload) any) ([]*mdm.CommandPayload, error) {
+	d.pollMu.Lock()
+	defer d.pollMu.Unlock()
 	var done []*mdm.CommandPayload
 	idle := &mdm.CommandResult{Status: mdm.StatusIdle}
 	setIDs(idle, ch)
