@@ -224,7 +224,7 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) (err error) 
 	if err != nil {
 		return err
 	}
-	serials, err := simSerials(cmd, cfg, api)
+	serials, macs, err := simSerials(cmd, cfg, api)
 	if err != nil {
 		return err
 	}
@@ -307,6 +307,9 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) (err error) 
 				}
 				opts := mdmtest.EnrollOptions{Roots: roots, HTTPClient: hc, Observe: lat.observe,
 					SerialNumber: missing[i], UDID: fleet.udidOf(missing[i]), Platform: cfg.platform}
+				if macs[missing[i]] {
+					opts.Platform = mdmtest.PlatformMacOS
+				}
 				if len(keys) > 0 {
 					opts.Key = keys[i%len(keys)]
 				}
@@ -477,29 +480,31 @@ func simEnrollURL(cmd *cobra.Command, cfg simConfig, api *apiClient, serial stri
 }
 
 // simSerials returns the serial numbers the devices take: those of
-// --serials or --ring, or nil for random ones.
-func simSerials(cmd *cobra.Command, cfg simConfig, api *apiClient) ([]string, error) {
+// --serials or --ring, or nil for random ones; and, for a ring, those of
+// its records that are Macs.
+func simSerials(cmd *cobra.Command, cfg simConfig, api *apiClient) (serials []string, macs map[string]bool, err error) {
 	switch {
 	case cfg.serials != "":
-		return readSerials(cfg.serials)
+		serials, err = readSerials(cfg.serials)
+		return serials, nil, err
 	case cfg.ring != "":
 		var ring ringJSON
 		if err := api.call(cmd, http.MethodGet, "/api/v1/rings/"+url.PathEscape(cfg.ring)+"?targets=not-enrolled", nil, &ring); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		serials := []string{}
+		macs = map[string]bool{}
 		for _, t := range ring.Targets {
 			serial, _ := enroll.ParseRef(t.Ref)
 			if serial != "" && (t.Platform == enroll.PlatformIOS || t.Platform == enroll.PlatformMacOS || t.Platform == "") {
 				serials = append(serials, serial)
+				macs[serial] = t.Platform == enroll.PlatformMacOS
 			}
 		}
 		if len(serials) == 0 {
-			return nil, fmt.Errorf("ring %s has no Apple records left to enrol", cfg.ring)
+			return nil, nil, fmt.Errorf("ring %s has no Apple records left to enrol", cfg.ring)
 		}
-		return serials, nil
 	}
-	return nil, nil
+	return serials, macs, nil
 }
 
 // readSerials reads serial numbers one per line, or from the first column
