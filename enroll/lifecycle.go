@@ -46,6 +46,11 @@ type Lifecycle struct {
 	// profile the server hands out: Unmanage removes it.
 	EnrollmentProfile string
 
+	// ReleaseAfter is how long a device held in Setup Assistant (ADE's
+	// await_device_configured) waits for its assignments before
+	// DeviceConfigured releases it anyway; DefaultReleaseAfter when zero.
+	ReleaseAfter time.Duration
+
 	// Push, when set, wakes devices that have new commands queued.
 	Push   func(ctx context.Context, enrollmentIDs []string)
 	Logger *slog.Logger
@@ -339,11 +344,17 @@ func (l *Lifecycle) HandleEvent(ctx context.Context, e *mdm.Event) {
 	case strings.Contains(e.EnrollmentID, ":"):
 		return // a user channel: the device channel carries the record
 	case e.Type == "checkin" && e.MessageType == "TokenUpdate":
-		err = l.enrolled(ctx, e.EnrollmentID)
+		if err = l.enrolled(ctx, e.EnrollmentID); err == nil {
+			err = l.releaseWhenReady(ctx, e.EnrollmentID, true)
+		}
 	case e.Type == "checkin" && e.MessageType == "CheckOut":
 		err = l.checkedOut(ctx, e.EnrollmentID)
 	case e.Type == "result" && e.Result.RequestType == "EraseDevice" && e.Result.Status == mdm.StatusAcknowledged:
 		err = l.wiped(ctx, e.EnrollmentID, e.Result)
+	case e.Type == "result" && e.Result.RequestType == "DeviceConfigured" && e.Result.Status == mdm.StatusAcknowledged:
+		err = l.configured(ctx, e.EnrollmentID)
+	case e.Type == "result" && e.Drained:
+		err = l.releaseWhenReady(ctx, e.EnrollmentID, false)
 	}
 	if err != nil {
 		l.log().Error("enroll: lifecycle", "enrollment", e.EnrollmentID, "event", e.Type, "message", e.MessageType, "err", err)

@@ -193,29 +193,32 @@ type Step string
 
 // Steps.
 const (
-	StepCreated              Step = "created"               // Note: the source
-	StepLinkMinted           Step = "link-minted"           // Token: an enrollment link minted for the record
-	StepInvited              Step = "invited"               // Token, Note: an invitation with that link went out (channel, address, ring)
-	StepReminded             Step = "reminded"              // Token, Note: a reminder went out
-	StepAuthenticated        Step = "authenticated"         // Enrollment, Cert, Token: admitted at Authenticate
-	StepRefused              Step = "refused"               // Note: why an Authenticate was refused
-	StepEnrolled             Step = "enrolled"              // Enrollment: the first TokenUpdate
-	StepAssigned             Step = "assigned"              // Assignment, Command: an assignment queued
-	StepUnassigned           Step = "unassigned"            // Assignment, Command: the record left the group; its profile removed (Command: the RemoveProfile)
-	StepOffboarding          Step = "offboarding"           // Note: the identity provider's event that started offboarding, and what will be done
-	StepOffboardingCancelled Step = "offboarding-cancelled" // Note: who cancelled and why
-	StepUnmanageRequested    Step = "unmanage-requested"    // Command, Note: RemoveProfile of the MDM profile queued (Android: the work profile deleted)
-	StepUnenrolled           Step = "unenrolled"            // Enrollment: CheckOut
-	StepWipeRequested        Step = "wipe-requested"        // Command: EraseDevice queued
-	StepWiped                Step = "wiped"                 // Command: EraseDevice acknowledged
-	StepCertRevoked          Step = "cert-revoked"          // Cert: revoked after the wipe
-	StepADEAssigned          Step = "ade-assigned"          // Note: ADE profile and Apple's answer
-	StepADEDeleted           Step = "ade-deleted"           // Note: the token whose server the device left
-	StepADEDisowned          Step = "ade-disowned"          // disowned in Apple Business Manager
-	StepADEProfile           Step = "ade-profile"           // Token: enrollment profile served for the device's MachineInfo
-	StepReset                Step = "reset"                 // Note: the status before; links forgotten
-	StepCommand              Step = "command"               // Command: an Android command issued (Note: its type)
-	StepCommandResult        Step = "command-result"        // Command: an Android command finished (Note: type and result)
+	StepCreated               Step = "created"                // Note: the source
+	StepLinkMinted            Step = "link-minted"            // Token: an enrollment link minted for the record
+	StepInvited               Step = "invited"                // Token, Note: an invitation with that link went out (channel, address, ring)
+	StepReminded              Step = "reminded"               // Token, Note: a reminder went out
+	StepAuthenticated         Step = "authenticated"          // Enrollment, Cert, Token: admitted at Authenticate
+	StepRefused               Step = "refused"                // Note: why an Authenticate was refused
+	StepEnrolled              Step = "enrolled"               // Enrollment: the first TokenUpdate
+	StepAwaitingConfiguration Step = "awaiting-configuration" // Enrollment: held in Setup Assistant until DeviceConfigured
+	StepReleased              Step = "released"               // Command, Note: DeviceConfigured queued, and why then
+	StepConfigured            Step = "configured"             // Enrollment: DeviceConfigured acknowledged; Setup Assistant goes on
+	StepAssigned              Step = "assigned"               // Assignment, Command: an assignment queued
+	StepUnassigned            Step = "unassigned"             // Assignment, Command: the record left the group; its profile removed (Command: the RemoveProfile)
+	StepOffboarding           Step = "offboarding"            // Note: the identity provider's event that started offboarding, and what will be done
+	StepOffboardingCancelled  Step = "offboarding-cancelled"  // Note: who cancelled and why
+	StepUnmanageRequested     Step = "unmanage-requested"     // Command, Note: RemoveProfile of the MDM profile queued (Android: the work profile deleted)
+	StepUnenrolled            Step = "unenrolled"             // Enrollment: CheckOut
+	StepWipeRequested         Step = "wipe-requested"         // Command: EraseDevice queued
+	StepWiped                 Step = "wiped"                  // Command: EraseDevice acknowledged
+	StepCertRevoked           Step = "cert-revoked"           // Cert: revoked after the wipe
+	StepADEAssigned           Step = "ade-assigned"           // Note: ADE profile and Apple's answer
+	StepADEDeleted            Step = "ade-deleted"            // Note: the token whose server the device left
+	StepADEDisowned           Step = "ade-disowned"           // disowned in Apple Business Manager
+	StepADEProfile            Step = "ade-profile"            // Token: enrollment profile served for the device's MachineInfo
+	StepReset                 Step = "reset"                  // Note: the status before; links forgotten
+	StepCommand               Step = "command"                // Command: an Android command issued (Note: its type)
+	StepCommandResult         Step = "command-result"         // Command: an Android command finished (Note: type and result)
 )
 
 // An Event is one step in the life of a record, with the ids of the links

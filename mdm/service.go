@@ -24,7 +24,10 @@ type Event struct {
 	EnrollmentID string
 	MessageType  string  // for a check-in
 	Result       *Result // for a result
-	Enrollment   *Enrollment
+	// Drained, for a result, says the device was sent nothing after it:
+	// its queue held nothing more it could be sent then.
+	Drained    bool
+	Enrollment *Enrollment
 }
 
 // An EventHandler receives events after they are stored. It must not block
@@ -276,7 +279,10 @@ func (s *Service) checkin(ctx context.Context, body []byte, fp string) ([]byte, 
 		err = s.Store.TokenUpdated(ctx, &Enrollment{
 			ID: id, DeviceID: device, UserID: ch.user(),
 			Topic: m.Topic, PushMagic: m.PushMagic, Token: m.Token, UnlockToken: m.UnlockToken,
-			CreatedAt: now, TokenUpdateAt: now, LastSeenAt: now,
+			// On a user channel the key means a Shared iPad user's setup,
+			// which this service does not track.
+			AwaitingConfiguration: id == device && m.AwaitingConfiguration != nil && *m.AwaitingConfiguration,
+			CreatedAt:             now, TokenUpdateAt: now, LastSeenAt: now,
 		})
 	case *CheckOut:
 		err = s.Store.Disable(ctx, id)
@@ -330,26 +336,42 @@ func (s *Service) command(ctx context.Context, resp *Response, fp string) ([]byt
 		res := &Result{EnrollmentID: id, CommandUUID: resp.CommandUUID, Status: resp.Status, Raw: body, ReceivedAt: s.now().UTC()}
 		wiped := false
 		err := s.Store.StoreResult(ctx, res, func(r *Result) func(*Enrollment) {
-			// An acknowledged EraseDevice is recorded with its result: the
-			// device is erasing itself and will not talk again.
-			if r.Status != StatusAcknowledged || r.RequestType != "EraseDevice" {
+			if r.Status != StatusAcknowledged {
 				return nil
 			}
-			wiped = true
-			return func(e *Enrollment) { e.WipedAt, e.Enabled = r.ReceivedAt, false }
+			switch r.RequestType {
+			case "EraseDevice":
+				// Recorded with its result: the device is erasing itself
+				// and will not talk again.
+				wiped = true
+				return func(e *Enrollment) { e.WipedAt, e.Enabled = r.ReceivedAt, false }
+			case "DeviceConfigured":
+				// The device leaves Setup Assistant.
+				return func(e *Enrollment) {
+					e.ConfiguredAt, e.AwaitingConfiguration, e.AwaitingSince = r.ReceivedAt, false, time.Time{}
+				}
+			}
+			return nil
 		})
 		if errors.Is(err, ErrUnknownCommand) {
 			return nil, refuse(http.StatusBadRequest, err)
 		} else if err != nil {
 			return nil, err
 		}
-		s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res})
 		if wiped {
+			s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res, Drained: true})
 			s.log().Info("mdm: device wiped", "enrollment", id, "command_uuid", res.CommandUUID)
 			return nil, nil
 		}
+		next, err := s.Store.NextCommand(ctx, id, true)
+		// The result is stored: its event goes out whatever comes next.
+		s.emit(ctx, &Event{Type: "result", EnrollmentID: id, Result: res, Drained: err == nil && next == nil})
+		if err != nil || next == nil {
+			return nil, err
+		}
+		return next.Payload, nil
 	}
-	next, err := s.Store.NextCommand(ctx, id, resp.Status != StatusIdle)
+	next, err := s.Store.NextCommand(ctx, id, false)
 	if err != nil || next == nil {
 		return nil, err
 	}

@@ -49,6 +49,15 @@ type Enrollment struct {
 	// WipedAt is when the device acknowledged EraseDevice.
 	WipedAt time.Time `json:"wiped_at,omitzero"`
 
+	// AwaitingConfiguration is what the device channel's last TokenUpdate
+	// said: the device waits in Setup Assistant (ADE with
+	// await_device_configured) for the DeviceConfigured command.
+	// AwaitingSince is when it started to wait, and ConfiguredAt when it
+	// acknowledged DeviceConfigured.
+	AwaitingConfiguration bool      `json:"awaiting_configuration,omitempty"`
+	AwaitingSince         time.Time `json:"awaiting_since,omitzero"`
+	ConfiguredAt          time.Time `json:"configured_at,omitzero"`
+
 	CreatedAt     time.Time `json:"created_at"`
 	AuthenticAt   time.Time `json:"authenticated_at,omitzero"`
 	TokenUpdateAt time.Time `json:"token_update_at,omitzero"`
@@ -56,13 +65,21 @@ type Enrollment struct {
 }
 
 // TakeTokenUpdate copies into e what a TokenUpdate u brings (the push
-// details, a new unlock token, the times) and enables e, as
-// Store.TokenUpdated does to a stored enrollment.
+// details, a new unlock token, whether the device awaits configuration,
+// the times) and enables e, as Store.TokenUpdated does to a stored
+// enrollment.
 func (e *Enrollment) TakeTokenUpdate(u *Enrollment) {
 	e.Topic, e.PushMagic, e.Token, e.TokenInvalid = u.Topic, u.PushMagic, u.Token, false
 	if len(u.UnlockToken) > 0 {
 		e.UnlockToken = u.UnlockToken
 	}
+	switch {
+	case !u.AwaitingConfiguration:
+		e.AwaitingSince = time.Time{}
+	case !e.AwaitingConfiguration || e.AwaitingSince.IsZero():
+		e.AwaitingSince = u.TokenUpdateAt
+	}
+	e.AwaitingConfiguration = u.AwaitingConfiguration
 	e.TokenUpdateAt, e.LastSeenAt = u.TokenUpdateAt, u.LastSeenAt
 	e.Enabled = true
 }

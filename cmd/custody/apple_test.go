@@ -464,7 +464,7 @@ func TestQuantile(t *testing.T) {
 
 // serveWithFakeAPNs starts custody serve on dir with its APNs host pointed
 // at a fake, which it returns; both stop when the test ends.
-func serveWithFakeAPNs(t *testing.T, dir string) *mdmtest.APNs {
+func serveWithFakeAPNs(t *testing.T, dir string, extra ...string) *mdmtest.APNs {
 	t.Helper()
 	fake := mdmtest.NewAPNs()
 	t.Cleanup(fake.Close)
@@ -472,6 +472,6 @@ func serveWithFakeAPNs(t *testing.T, dir string) *mdmtest.APNs {
 	os.WriteFile(caFile, pemCert(fake.Certificate()), 0o644)
 	ctx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	startServe(t, ctx, dir, "--apns-host", fake.URL, "--apns-ca", caFile)
+	startServe(t, ctx, dir, append([]string{"--apns-host", fake.URL, "--apns-ca", caFile}, extra...)...)
 	return fake
 }

@@ -32,6 +32,10 @@ type deviceJSON struct {
 	WipedAt         time.Time `json:"wiped_at,omitzero"`
 	AuthenticatedAt time.Time `json:"authenticated_at,omitzero"`
 	TokenUpdateAt   time.Time `json:"token_update_at,omitzero"`
+	// A device held in Setup Assistant (ADE) until DeviceConfigured.
+	AwaitingConfiguration bool      `json:"awaiting_configuration,omitempty"`
+	AwaitingSince         time.Time `json:"awaiting_since,omitzero"`
+	ConfiguredAt          time.Time `json:"configured_at,omitzero"`
 }
 
 func toDeviceJSON(e *mdm.Enrollment) deviceJSON {
@@ -42,6 +46,7 @@ func toDeviceJSON(e *mdm.Enrollment) deviceJSON {
 		DeviceName: e.DeviceName, OSVersion: e.OSVersion, Enabled: e.Enabled, Topic: e.Topic,
 		TokenInvalid: e.TokenInvalid, CertFingerprint: e.CertFingerprint, WipedAt: e.WipedAt,
 		AuthenticatedAt: e.AuthenticAt, TokenUpdateAt: e.TokenUpdateAt,
+		AwaitingConfiguration: e.AwaitingConfiguration, AwaitingSince: e.AwaitingSince, ConfiguredAt: e.ConfiguredAt,
 	}
 }
 

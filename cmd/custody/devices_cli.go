@@ -128,6 +128,12 @@ func printDevice(cmd *cobra.Command, d *inventoryJSON) {
 		if !d.TokenUpdateAt.IsZero() {
 			line("Token update", d.TokenUpdateAt.Local().Format(time.DateTime))
 		}
+		switch {
+		case d.AwaitingConfiguration:
+			line("Setup Assistant", "awaiting configuration since "+d.AwaitingSince.Local().Format(time.DateTime))
+		case !d.ConfiguredAt.IsZero():
+			line("Setup Assistant", "released, configured "+d.ConfiguredAt.Local().Format(time.DateTime))
+		}
 	}
 	tw.Flush()
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/spf13/cobra"
 
+	"github.com/custodymdm/custody/enroll"
 	"github.com/custodymdm/custody/mdm"
 	"github.com/custodymdm/custody/scep"
 )
@@ -41,7 +42,7 @@ func serveCmd() *cobra.Command {
 		certValidity, apnsHost, apnsCA                        string
 		webhookURL, webhookSecretFile                         string
 		depInterval                                           time.Duration
-		offboardingInterval, leaseTTL                         time.Duration
+		offboardingInterval, leaseTTL, adeReleaseAfter        time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -171,6 +172,19 @@ unless the GOGC environment variable says otherwise.`,
 			directoryDone := make(chan struct{})
 			go func() { srv.underLease(directoryCtx, "directory", srv.runDirectory); close(directoryDone) }()
 			defer func() { stopDirectory(); <-directoryDone }()
+			// Devices held in Setup Assistant past --ade-release-after are
+			// released (those whose assignments are done are released at
+			// once, without this).
+			srv.life.ReleaseAfter = adeReleaseAfter
+			releaseCtx, stopReleases := context.WithCancel(cmd.Context())
+			releaseDone := make(chan struct{})
+			go func() {
+				srv.underLease(releaseCtx, "ade-release", func(ctx context.Context) {
+					srv.life.RunReleases(ctx, min(max(adeReleaseAfter/10, time.Second), time.Minute))
+				})
+				close(releaseDone)
+			}()
+			defer func() { stopReleases(); <-releaseDone }()
 			if err := writeServerInfo(dataPath, serverInfo{URL: apiURL}); err != nil {
 				ln.Close()
 				return err
@@ -207,6 +221,7 @@ unless the GOGC environment variable says otherwise.`,
 	f.StringVar(&webhookSecretFile, "webhook-secret-file", envDefault("CUSTODY_WEBHOOK_SECRET_FILE", ""), "file with the secret that signs webhook requests (X-Custody-Signature)")
 	f.DurationVar(&leaseTTL, "lease-ttl", envDuration("CUSTODY_LEASE_TTL", defaultLeaseTTL), "how long a replica's hold on a background job lasts unless renewed: another replica takes the job over at most this long after its holder dies")
 	f.DurationVar(&offboardingInterval, "offboarding-interval", 30*time.Second, "how often due offboardings are looked for")
+	f.DurationVar(&adeReleaseAfter, "ade-release-after", envDuration("CUSTODY_ADE_RELEASE_AFTER", enroll.DefaultReleaseAfter), "how long a device held in Setup Assistant (ADE await_device_configured) waits for its assignments before DeviceConfigured releases it anyway")
 	f.DurationVar(&depInterval, "dep-sync-interval", envDuration("CUSTODY_DEP_SYNC_INTERVAL", 15*time.Minute), "how often ADE server tokens sync (0: only on demand)")
 	f.BoolVar(&debugLog, "debug", false, "log every request")
 	return cmd

@@ -20,6 +20,37 @@ func RunMDM(t *testing.T, newStore func(t *testing.T) mdm.Store) {
 	t.Run("CertBinding", func(t *testing.T) { testCertBinding(t, newStore(t)) })
 	t.Run("EnqueueAtomic", func(t *testing.T) { testEnqueueAtomic(t, newStore(t)) })
 	t.Run("ResultUpdatesEnrollment", func(t *testing.T) { testResultUpdatesEnrollment(t, newStore(t)) })
+	t.Run("AwaitingConfiguration", func(t *testing.T) { testAwaitingConfiguration(t, newStore(t)) })
+}
+
+// A device in Setup Assistant says so at each TokenUpdate: the wait starts
+// at the first that says it, lasts through repeats, and ends at one that
+// does not.
+func testAwaitingConfiguration(t *testing.T, s mdm.Store) {
+	ctx := context.Background()
+	authenticate(t, s, "A", "fp")
+	update := func(awaiting bool, at time.Time) *mdm.Enrollment {
+		t.Helper()
+		err := s.TokenUpdated(ctx, &mdm.Enrollment{ID: "A", DeviceID: "A", Topic: "t", PushMagic: "m", Token: []byte("tok"),
+			AwaitingConfiguration: awaiting, TokenUpdateAt: at, LastSeenAt: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.Enrollment(ctx, "A")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := update(true, t0); !e.AwaitingConfiguration || !e.AwaitingSince.Equal(t0) {
+		t.Errorf("first awaiting TokenUpdate: awaiting %v since %v", e.AwaitingConfiguration, e.AwaitingSince)
+	}
+	if e := update(true, t0.Add(time.Minute)); !e.AwaitingSince.Equal(t0) {
+		t.Errorf("a repeated awaiting TokenUpdate moved the start of the wait to %v", e.AwaitingSince)
+	}
+	if e := update(false, t0.Add(2*time.Minute)); e.AwaitingConfiguration || !e.AwaitingSince.IsZero() {
+		t.Errorf("TokenUpdate without AwaitingConfiguration: awaiting %v since %v", e.AwaitingConfiguration, e.AwaitingSince)
+	}
 }
 
 func authenticate(t *testing.T, s mdm.Store, id, fp string) {
