@@ -109,15 +109,15 @@ type NSExtensionMappingsResponseExtensionsItem struct {
 
 // InstallEnterpriseApplication is the "InstallEnterpriseApplication" command (Install Enterprise Application Command).
 type InstallEnterpriseApplication struct {
-	Manifest                       *InstallEnterpriseApplicationManifest      `plist:"Manifest,omitempty"`
-	ManifestURL                    string                                     `plist:"ManifestURL,omitempty"`
-	ManifestURLPinningCerts        [][]byte                                   `plist:"ManifestURLPinningCerts,omitempty"`
-	PinningRevocationCheckRequired *bool                                      `plist:"PinningRevocationCheckRequired,omitempty"`
-	InstallAsManaged               *bool                                      `plist:"InstallAsManaged,omitempty"`
-	ManagementFlags                *int                                       `plist:"ManagementFlags,omitempty"`
-	Configuration                  *InstallEnterpriseApplicationConfiguration `plist:"Configuration,omitempty"`
-	ChangeManagementState          string                                     `plist:"ChangeManagementState,omitempty"`
-	IOSApp                         *bool                                      `plist:"iOSApp,omitempty"`
+	Manifest                       map[string]any `plist:"Manifest,omitempty"`
+	ManifestURL                    string         `plist:"ManifestURL,omitempty"`
+	ManifestURLPinningCerts        [][]byte       `plist:"ManifestURLPinningCerts,omitempty"`
+	PinningRevocationCheckRequired *bool          `plist:"PinningRevocationCheckRequired,omitempty"`
+	InstallAsManaged               *bool          `plist:"InstallAsManaged,omitempty"`
+	ManagementFlags                *int           `plist:"ManagementFlags,omitempty"`
+	Configuration                  map[string]any `plist:"Configuration,omitempty"`
+	ChangeManagementState          string         `plist:"ChangeManagementState,omitempty"`
+	IOSApp                         *bool          `plist:"iOSApp,omitempty"`
 }
 
 // RequestType returns "InstallEnterpriseApplication".
@@ -137,28 +137,18 @@ type InstallEnterpriseApplicationResponse struct {
 	CommandResult
 }
 
-// InstallEnterpriseApplicationManifest is the "Manifest" dictionary.
-type InstallEnterpriseApplicationManifest struct {
-	ANY any `plist:"ANY,omitempty"`
-}
-
-// InstallEnterpriseApplicationConfiguration is the "Configuration" dictionary.
-type InstallEnterpriseApplicationConfiguration struct {
-	ANY any `plist:"ANY,omitempty"`
-}
-
 // InstallApplication is the "InstallApplication" command (Install Application Command).
 type InstallApplication struct {
-	ITunesStoreID         *int                             `plist:"iTunesStoreID,omitempty"`
-	Identifier            string                           `plist:"Identifier,omitempty"`
-	Options               *InstallApplicationOptions       `plist:"Options,omitempty"`
-	ManifestURL           string                           `plist:"ManifestURL,omitempty"`
-	ManagementFlags       *int                             `plist:"ManagementFlags,omitempty"`
-	Configuration         *InstallApplicationConfiguration `plist:"Configuration,omitempty"`
-	Attributes            *InstallApplicationAttributes    `plist:"Attributes,omitempty"`
-	ChangeManagementState string                           `plist:"ChangeManagementState,omitempty"`
-	InstallAsManaged      *bool                            `plist:"InstallAsManaged,omitempty"`
-	IOSApp                *bool                            `plist:"iOSApp,omitempty"`
+	ITunesStoreID         *int                          `plist:"iTunesStoreID,omitempty"`
+	Identifier            string                        `plist:"Identifier,omitempty"`
+	Options               *InstallApplicationOptions    `plist:"Options,omitempty"`
+	ManifestURL           string                        `plist:"ManifestURL,omitempty"`
+	ManagementFlags       *int                          `plist:"ManagementFlags,omitempty"`
+	Configuration         map[string]any                `plist:"Configuration,omitempty"`
+	Attributes            *InstallApplicationAttributes `plist:"Attributes,omitempty"`
+	ChangeManagementState string                        `plist:"ChangeManagementState,omitempty"`
+	InstallAsManaged      *bool                         `plist:"InstallAsManaged,omitempty"`
+	IOSApp                *bool                         `plist:"iOSApp,omitempty"`
 }
 
 // RequestType returns "InstallApplication".
@@ -184,11 +174,6 @@ type InstallApplicationResponse struct {
 // InstallApplicationOptions is the "Options" dictionary.
 type InstallApplicationOptions struct {
 	PurchaseMethod *int `plist:"PurchaseMethod,omitempty"`
-}
-
-// InstallApplicationConfiguration is the "Configuration" dictionary.
-type InstallApplicationConfiguration struct {
-	ANY any `plist:"ANY,omitempty"`
 }
 
 // InstallApplicationAttributes is the "Attributes" dictionary.
@@ -300,10 +285,10 @@ func (c *ManagedApplicationList) MarshalPlist() (any, error) {
 // ManagedApplicationListResponse is a device's answer to ManagedApplicationList.
 type ManagedApplicationListResponse struct {
 	CommandResult
-	ManagedApplicationList ManagedApplicationListItem `plist:"ManagedApplicationList"` // required
+	ManagedApplicationList map[string]ManagedApplicationItem `plist:"ManagedApplicationList,omitempty"` // required, keyed by app identifier
 }
 
-// ManagedApplicationItem is the "ANY app identifier" dictionary.
+// ManagedApplicationItem is a value of the "ManagedApplicationList" dictionary, keyed by app identifier.
 type ManagedApplicationItem struct {
 	Status                    string `plist:"Status"`                    // required
 	ManagementFlags           int    `plist:"ManagementFlags"`           // required
@@ -312,11 +297,6 @@ type ManagedApplicationItem struct {
 	HasFeedback               bool   `plist:"HasFeedback"`               // required
 	IsValidated               bool   `plist:"IsValidated"`               // required
 	ExternalVersionIdentifier int    `plist:"ExternalVersionIdentifier"` // required
-}
-
-// ManagedApplicationListItem is the "ManagedApplicationList" dictionary.
-type ManagedApplicationListItem struct {
-	ANYAppIdentifier ManagedApplicationItem `plist:"ANY app identifier"` // required
 }
 
 // ApplyRedemptionCode is the "ApplyRedemptionCode" command (Apply Redemption Code Command).
@@ -742,109 +722,36 @@ func (c *Restrictions) MarshalPlist() (any, error) {
 // RestrictionsResponse is a device's answer to Restrictions.
 type RestrictionsResponse struct {
 	CommandResult
-	GlobalRestrictions  RestrictionsDictionary                  `plist:"GlobalRestrictions"`  // required
-	ProfileRestrictions RestrictionsResponseProfileRestrictions `plist:"ProfileRestrictions"` // required
+	GlobalRestrictions  RestrictionsDictionary            `plist:"GlobalRestrictions"`            // required
+	ProfileRestrictions map[string]RestrictionsDictionary `plist:"ProfileRestrictions,omitempty"` // required, keyed by profile identifier
 }
 
-// BooleanDictionaryANYRestrictionName is the "ANY restriction name" dictionary.
-type BooleanDictionaryANYRestrictionName struct {
+// BooleanRestriction is a value of the "restrictedBool" dictionary, keyed by restriction name.
+type BooleanRestriction struct {
 	Value bool `plist:"value"` // required
 }
 
-// BooleanDictionary is the "restrictedBool" dictionary.
-type BooleanDictionary struct {
-	ANYRestrictionName *BooleanDictionaryANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// ValueDictionaryANYRestrictionName is the "ANY restriction name" dictionary.
-type ValueDictionaryANYRestrictionName struct {
+// ValueRestriction is a value of the "restrictedValue" dictionary, keyed by restriction name.
+type ValueRestriction struct {
 	Value int `plist:"value"` // required
 }
 
-// ValueDictionary is the "restrictedValue" dictionary.
-type ValueDictionary struct {
-	ANYRestrictionName *ValueDictionaryANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// IntersectionDictionaryANYRestrictionName is the "ANY restriction name" dictionary.
-type IntersectionDictionaryANYRestrictionName struct {
+// IntersectionRestriction is a value of the "intersection" dictionary, keyed by restriction name.
+type IntersectionRestriction struct {
 	Values []string `plist:"values"` // required
 }
 
-// IntersectionDictionary is the "intersection" dictionary.
-type IntersectionDictionary struct {
-	ANYRestrictionName *IntersectionDictionaryANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// UnionDictionaryANYRestrictionName is the "ANY restriction name" dictionary.
-type UnionDictionaryANYRestrictionName struct {
+// UnionRestriction is a value of the "union" dictionary, keyed by restriction name.
+type UnionRestriction struct {
 	Values []string `plist:"values"` // required
-}
-
-// UnionDictionary is the "union" dictionary.
-type UnionDictionary struct {
-	ANYRestrictionName *UnionDictionaryANYRestrictionName `plist:"ANY restriction name,omitempty"`
 }
 
 // RestrictionsDictionary is the "GlobalRestrictions" dictionary.
 type RestrictionsDictionary struct {
-	RestrictedBool  *BooleanDictionary      `plist:"restrictedBool,omitempty"`
-	RestrictedValue *ValueDictionary        `plist:"restrictedValue,omitempty"`
-	Intersection    *IntersectionDictionary `plist:"intersection,omitempty"`
-	Union           *UnionDictionary        `plist:"union,omitempty"`
-}
-
-// BooleanDictionary2ANYRestrictionName is the "ANY restriction name" dictionary.
-type BooleanDictionary2ANYRestrictionName struct {
-	Value bool `plist:"value"` // required
-}
-
-// BooleanDictionary2 is the "restrictedBool" dictionary.
-type BooleanDictionary2 struct {
-	ANYRestrictionName *BooleanDictionary2ANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// ValueDictionary2ANYRestrictionName is the "ANY restriction name" dictionary.
-type ValueDictionary2ANYRestrictionName struct {
-	Value int `plist:"value"` // required
-}
-
-// ValueDictionary2 is the "restrictedValue" dictionary.
-type ValueDictionary2 struct {
-	ANYRestrictionName *ValueDictionary2ANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// IntersectionDictionary2ANYRestrictionName is the "ANY restriction name" dictionary.
-type IntersectionDictionary2ANYRestrictionName struct {
-	Values []string `plist:"values"` // required
-}
-
-// IntersectionDictionary2 is the "intersection" dictionary.
-type IntersectionDictionary2 struct {
-	ANYRestrictionName *IntersectionDictionary2ANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// UnionDictionary2ANYRestrictionName is the "ANY restriction name" dictionary.
-type UnionDictionary2ANYRestrictionName struct {
-	Values []string `plist:"values"` // required
-}
-
-// UnionDictionary2 is the "union" dictionary.
-type UnionDictionary2 struct {
-	ANYRestrictionName *UnionDictionary2ANYRestrictionName `plist:"ANY restriction name,omitempty"`
-}
-
-// RestrictionsDictionary2 is the "ANY profile identifier" dictionary.
-type RestrictionsDictionary2 struct {
-	RestrictedBool  *BooleanDictionary2      `plist:"restrictedBool,omitempty"`
-	RestrictedValue *ValueDictionary2        `plist:"restrictedValue,omitempty"`
-	Intersection    *IntersectionDictionary2 `plist:"intersection,omitempty"`
-	Union           *UnionDictionary2        `plist:"union,omitempty"`
-}
-
-// RestrictionsResponseProfileRestrictions is the "ProfileRestrictions" dictionary.
-type RestrictionsResponseProfileRestrictions struct {
-	ANYProfileIdentifier *RestrictionsDictionary2 `plist:"ANY profile identifier,omitempty"`
+	RestrictedBool  map[string]BooleanRestriction      `plist:"restrictedBool,omitempty"`  // keyed by restriction name
+	RestrictedValue map[string]ValueRestriction        `plist:"restrictedValue,omitempty"` // keyed by restriction name
+	Intersection    map[string]IntersectionRestriction `plist:"intersection,omitempty"`    // keyed by restriction name
+	Union           map[string]UnionRestriction        `plist:"union,omitempty"`           // keyed by restriction name
 }
 
 // ShutDownDevice is the "ShutDownDevice" command (Shut Down Device Command).
@@ -890,17 +797,12 @@ type ContentCachingInformationResponse struct {
 	StatusResponse ContentCachingInformationResponseStatusResponse `plist:"StatusResponse"` // required
 }
 
-// ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRangesANYIndex is the "ANY index" dictionary.
-type ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRangesANYIndex struct {
+// ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRangesItem is a value of the "AlertsForPeerFilterRanges" dictionary, keyed by index.
+type ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRangesItem struct {
 	ClassName            string    `plist:"className"`            // required
 	PostDate             time.Time `plist:"postDate"`             // required
 	PeerFilterRangeIndex int       `plist:"peerFilterRangeIndex"` // required
 	Addresses            []string  `plist:"addresses"`            // required
-}
-
-// ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRanges is the "AlertsForPeerFilterRanges" dictionary.
-type ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRanges struct {
-	ANYIndex ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRangesANYIndex `plist:"ANY index"` // required
 }
 
 // ContentCachingInformationResponseStatusResponseAlertsItem is the "AlertsItem" dictionary.
@@ -918,16 +820,11 @@ type ContentCachingInformationResponseStatusResponseCacheDetails struct {
 	CategoryName int `plist:"Category Name"` // required
 }
 
-// ContentCachingInformationResponseStatusResponseDataMigrationErrorUserInfo is the "userInfo" dictionary.
-type ContentCachingInformationResponseStatusResponseDataMigrationErrorUserInfo struct {
-	ANY any `plist:"ANY,omitempty"`
-}
-
 // ContentCachingInformationResponseStatusResponseDataMigrationError is the "DataMigrationError" dictionary.
 type ContentCachingInformationResponseStatusResponseDataMigrationError struct {
-	Domain   string                                                                     `plist:"domain"` // required
-	Code     int                                                                        `plist:"code"`   // required
-	UserInfo *ContentCachingInformationResponseStatusResponseDataMigrationErrorUserInfo `plist:"userInfo,omitempty"`
+	Domain   string         `plist:"domain"` // required
+	Code     int            `plist:"code"`   // required
+	UserInfo map[string]any `plist:"userInfo,omitempty"`
 }
 
 // ContentCachingInformationResponseStatusResponseParentsItemAlert is the "alert" dictionary.
@@ -1020,45 +917,45 @@ type ContentCachingInformationResponseStatusResponsePeersItem struct {
 
 // ContentCachingInformationResponseStatusResponse is the "StatusResponse" dictionary.
 type ContentCachingInformationResponseStatusResponse struct {
-	Activated                    *bool                                                                     `plist:"Activated,omitempty"`
-	Active                       *bool                                                                     `plist:"Active,omitempty"`
-	ActualCacheUsed              *int                                                                      `plist:"ActualCacheUsed,omitempty"`
-	AlertsForPeerFilterRanges    *ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRanges `plist:"AlertsForPeerFilterRanges,omitempty"`
-	Alerts                       []ContentCachingInformationResponseStatusResponseAlertsItem               `plist:"Alerts,omitempty"`
-	CacheDetails                 *ContentCachingInformationResponseStatusResponseCacheDetails              `plist:"CacheDetails,omitempty"`
-	CacheFree                    *int                                                                      `plist:"CacheFree,omitempty"`
-	CacheLimit                   *int                                                                      `plist:"CacheLimit,omitempty"`
-	CacheStatus                  string                                                                    `plist:"CacheStatus,omitempty"`
-	CacheUsed                    *int                                                                      `plist:"CacheUsed,omitempty"`
-	DataMigrationCompleted       *bool                                                                     `plist:"DataMigrationCompleted,omitempty"`
-	DataMigrationError           *ContentCachingInformationResponseStatusResponseDataMigrationError        `plist:"DataMigrationError,omitempty"`
-	DataMigrationProgress        *float64                                                                  `plist:"DataMigrationProgress,omitempty"`
-	MaxCachePressureLast1Hour    *float64                                                                  `plist:"MaxCachePressureLast1Hour,omitempty"`
-	Parents                      []ContentCachingInformationResponseStatusResponseParentsItem              `plist:"Parents,omitempty"`
-	Peers                        []ContentCachingInformationResponseStatusResponsePeersItem                `plist:"Peers,omitempty"`
-	PersonalCacheFree            *int                                                                      `plist:"PersonalCacheFree,omitempty"`
-	PersonalCacheLimit           *int                                                                      `plist:"PersonalCacheLimit,omitempty"`
-	PersonalCacheUsed            *int                                                                      `plist:"PersonalCacheUsed,omitempty"`
-	Port                         *int                                                                      `plist:"Port,omitempty"`
-	PrivateAddresses             []string                                                                  `plist:"PrivateAddresses,omitempty"`
-	PublicAddress                string                                                                    `plist:"PublicAddress,omitempty"`
-	RegistrationError            string                                                                    `plist:"RegistrationError,omitempty"`
-	RegistrationResponseCode     *int                                                                      `plist:"RegistrationResponseCode,omitempty"`
-	RegistrationStarted          *time.Time                                                                `plist:"RegistrationStarted,omitempty"`
-	RegistrationStatus           *int                                                                      `plist:"RegistrationStatus,omitempty"`
-	RestrictedMedia              *bool                                                                     `plist:"RestrictedMedia,omitempty"`
-	ServerGUID                   string                                                                    `plist:"ServerGUID,omitempty"`
-	StartupStatus                string                                                                    `plist:"StartupStatus,omitempty"`
-	TetheratorStatus             *int                                                                      `plist:"TetheratorStatus,omitempty"`
-	TotalBytesAreSince           *time.Time                                                                `plist:"TotalBytesAreSince,omitempty"`
-	TotalBytesDropped            *int                                                                      `plist:"TotalBytesDropped,omitempty"`
-	TotalBytesImported           *int                                                                      `plist:"TotalBytesImported,omitempty"`
-	TotalBytesReturnedToChildren *int                                                                      `plist:"TotalBytesReturnedToChildren,omitempty"`
-	TotalBytesReturnedToClients  *int                                                                      `plist:"TotalBytesReturnedToClients,omitempty"`
-	TotalBytesReturnedToPeers    *int                                                                      `plist:"TotalBytesReturnedToPeers,omitempty"`
-	TotalBytesStoredFromOrigin   *int                                                                      `plist:"TotalBytesStoredFromOrigin,omitempty"`
-	TotalBytesStoredFromParents  *int                                                                      `plist:"TotalBytesStoredFromParents,omitempty"`
-	TotalBytesStoredFromPeers    *int                                                                      `plist:"TotalBytesStoredFromPeers,omitempty"`
+	Activated                    *bool                                                                                   `plist:"Activated,omitempty"`
+	Active                       *bool                                                                                   `plist:"Active,omitempty"`
+	ActualCacheUsed              *int                                                                                    `plist:"ActualCacheUsed,omitempty"`
+	AlertsForPeerFilterRanges    map[string]ContentCachingInformationResponseStatusResponseAlertsForPeerFilterRangesItem `plist:"AlertsForPeerFilterRanges,omitempty"` // keyed by index
+	Alerts                       []ContentCachingInformationResponseStatusResponseAlertsItem                             `plist:"Alerts,omitempty"`
+	CacheDetails                 *ContentCachingInformationResponseStatusResponseCacheDetails                            `plist:"CacheDetails,omitempty"`
+	CacheFree                    *int                                                                                    `plist:"CacheFree,omitempty"`
+	CacheLimit                   *int                                                                                    `plist:"CacheLimit,omitempty"`
+	CacheStatus                  string                                                                                  `plist:"CacheStatus,omitempty"`
+	CacheUsed                    *int                                                                                    `plist:"CacheUsed,omitempty"`
+	DataMigrationCompleted       *bool                                                                                   `plist:"DataMigrationCompleted,omitempty"`
+	DataMigrationError           *ContentCachingInformationResponseStatusResponseDataMigrationError                      `plist:"DataMigrationError,omitempty"`
+	DataMigrationProgress        *float64                                                                                `plist:"DataMigrationProgress,omitempty"`
+	MaxCachePressureLast1Hour    *float64                                                                                `plist:"MaxCachePressureLast1Hour,omitempty"`
+	Parents                      []ContentCachingInformationResponseStatusResponseParentsItem                            `plist:"Parents,omitempty"`
+	Peers                        []ContentCachingInformationResponseStatusResponsePeersItem                              `plist:"Peers,omitempty"`
+	PersonalCacheFree            *int                                                                                    `plist:"PersonalCacheFree,omitempty"`
+	PersonalCacheLimit           *int                                                                                    `plist:"PersonalCacheLimit,omitempty"`
+	PersonalCacheUsed            *int                                                                                    `plist:"PersonalCacheUsed,omitempty"`
+	Port                         *int                                                                                    `plist:"Port,omitempty"`
+	PrivateAddresses             []string                                                                                `plist:"PrivateAddresses,omitempty"`
+	PublicAddress                string                                                                                  `plist:"PublicAddress,omitempty"`
+	RegistrationError            string                                                                                  `plist:"RegistrationError,omitempty"`
+	RegistrationResponseCode     *int                                                                                    `plist:"RegistrationResponseCode,omitempty"`
+	RegistrationStarted          *time.Time                                                                              `plist:"RegistrationStarted,omitempty"`
+	RegistrationStatus           *int                                                                                    `plist:"RegistrationStatus,omitempty"`
+	RestrictedMedia              *bool                                                                                   `plist:"RestrictedMedia,omitempty"`
+	ServerGUID                   string                                                                                  `plist:"ServerGUID,omitempty"`
+	StartupStatus                string                                                                                  `plist:"StartupStatus,omitempty"`
+	TetheratorStatus             *int                                                                                    `plist:"TetheratorStatus,omitempty"`
+	TotalBytesAreSince           *time.Time                                                                              `plist:"TotalBytesAreSince,omitempty"`
+	TotalBytesDropped            *int                                                                                    `plist:"TotalBytesDropped,omitempty"`
+	TotalBytesImported           *int                                                                                    `plist:"TotalBytesImported,omitempty"`
+	TotalBytesReturnedToChildren *int                                                                                    `plist:"TotalBytesReturnedToChildren,omitempty"`
+	TotalBytesReturnedToClients  *int                                                                                    `plist:"TotalBytesReturnedToClients,omitempty"`
+	TotalBytesReturnedToPeers    *int                                                                                    `plist:"TotalBytesReturnedToPeers,omitempty"`
+	TotalBytesStoredFromOrigin   *int                                                                                    `plist:"TotalBytesStoredFromOrigin,omitempty"`
+	TotalBytesStoredFromParents  *int                                                                                    `plist:"TotalBytesStoredFromParents,omitempty"`
+	TotalBytesStoredFromPeers    *int                                                                                    `plist:"TotalBytesStoredFromPeers,omitempty"`
 }
 
 // DeviceInformation is the "DeviceInformation" command (Device Information Command).
@@ -1471,15 +1368,10 @@ type ManagedApplicationConfigurationResponse struct {
 	ApplicationConfigurations []ManagedApplicationConfigurationResponseApplicationConfigurationsItem `plist:"ApplicationConfigurations"` // required
 }
 
-// ManagedApplicationConfigurationResponseApplicationConfigurationsItemConfiguration is the "Configuration" dictionary.
-type ManagedApplicationConfigurationResponseApplicationConfigurationsItemConfiguration struct {
-	ANY any `plist:"ANY,omitempty"`
-}
-
 // ManagedApplicationConfigurationResponseApplicationConfigurationsItem is the "ApplicationConfigurationsItem" dictionary.
 type ManagedApplicationConfigurationResponseApplicationConfigurationsItem struct {
-	Identifier    string                                                                             `plist:"Identifier"` // required
-	Configuration *ManagedApplicationConfigurationResponseApplicationConfigurationsItemConfiguration `plist:"Configuration,omitempty"`
+	Identifier    string         `plist:"Identifier"` // required
+	Configuration map[string]any `plist:"Configuration,omitempty"`
 }
 
 // ManagedApplicationFeedback is the "ManagedApplicationFeedback" command (Managed Application Feedback Command).
@@ -1506,15 +1398,10 @@ type ManagedApplicationFeedbackResponse struct {
 	ManagedApplicationFeedback []ManagedApplicationFeedbackResponseManagedApplicationFeedbackItem `plist:"ManagedApplicationFeedback"` // required
 }
 
-// ManagedApplicationFeedbackResponseManagedApplicationFeedbackItemFeedback is the "Feedback" dictionary.
-type ManagedApplicationFeedbackResponseManagedApplicationFeedbackItemFeedback struct {
-	ANY any `plist:"ANY,omitempty"`
-}
-
 // ManagedApplicationFeedbackResponseManagedApplicationFeedbackItem is the "ManagedApplicationFeedbackItem" dictionary.
 type ManagedApplicationFeedbackResponseManagedApplicationFeedbackItem struct {
-	Identifier string                                                                    `plist:"Identifier"` // required
-	Feedback   *ManagedApplicationFeedbackResponseManagedApplicationFeedbackItemFeedback `plist:"Feedback,omitempty"`
+	Identifier string         `plist:"Identifier"` // required
+	Feedback   map[string]any `plist:"Feedback,omitempty"`
 }
 
 // InstallMedia is the "InstallMedia" command (Install Media Command).
@@ -2186,15 +2073,10 @@ func (s *SettingsBluetooth) MarshalPlist() (any, error) {
 	}{"Bluetooth", (*plain)(s)}, nil
 }
 
-// SettingsApplicationConfiguration2 is the "Configuration" dictionary.
-type SettingsApplicationConfiguration2 struct {
-	ANY any `plist:"ANY,omitempty"`
-}
-
 // SettingsApplicationConfiguration is the "ApplicationConfiguration" element of Settings.
 type SettingsApplicationConfiguration struct {
-	Identifier    string                             `plist:"Identifier"` // required
-	Configuration *SettingsApplicationConfiguration2 `plist:"Configuration,omitempty"`
+	Identifier    string         `plist:"Identifier"` // required
+	Configuration map[string]any `plist:"Configuration,omitempty"`
 }
 
 func (*SettingsApplicationConfiguration) isSettingsItem() {}
@@ -2477,16 +2359,11 @@ func (s *SettingsAccessibilitySettings) MarshalPlist() (any, error) {
 	}{"AccessibilitySettings", (*plain)(s)}, nil
 }
 
-// SettingsResponseSettingsErrorChainItem is the "ErrorChainItem" dictionary.
-type SettingsResponseSettingsErrorChainItem struct {
-	ANY any `plist:"ANY,omitempty"` // required
-}
-
 // SettingsResponseSettings is the "Settings" dictionary.
 type SettingsResponseSettings struct {
-	Status     string                                   `plist:"Status"` // required
-	ErrorChain []SettingsResponseSettingsErrorChainItem `plist:"ErrorChain,omitempty"`
-	Identifier string                                   `plist:"Identifier,omitempty"`
+	Status     string           `plist:"Status"` // required
+	ErrorChain []map[string]any `plist:"ErrorChain,omitempty"`
+	Identifier string           `plist:"Identifier,omitempty"`
 }
 
 // AvailableOSUpdates is the "AvailableOSUpdates" command (Available OS Updates Command).
@@ -2591,17 +2468,12 @@ type ScheduleOSUpdateUpdatesItem struct {
 	Priority         string `plist:"Priority,omitempty"`
 }
 
-// ScheduleOSUpdateResponseUpdateResultsItemErrorChainItem is the "ErrorChainItem" dictionary.
-type ScheduleOSUpdateResponseUpdateResultsItemErrorChainItem struct {
-	ANY any `plist:"ANY,omitempty"` // required
-}
-
 // ScheduleOSUpdateResponseUpdateResultsItem is the "UpdateResultsItem" dictionary.
 type ScheduleOSUpdateResponseUpdateResultsItem struct {
-	ProductKey    string                                                    `plist:"ProductKey"`    // required
-	InstallAction string                                                    `plist:"InstallAction"` // required
-	Status        string                                                    `plist:"Status"`        // required
-	ErrorChain    []ScheduleOSUpdateResponseUpdateResultsItemErrorChainItem `plist:"ErrorChain,omitempty"`
+	ProductKey    string           `plist:"ProductKey"`    // required
+	InstallAction string           `plist:"InstallAction"` // required
+	Status        string           `plist:"Status"`        // required
+	ErrorChain    []map[string]any `plist:"ErrorChain,omitempty"`
 }
 
 // OSUpdateStatus is the "OSUpdateStatus" command (OS Update Status Command).
