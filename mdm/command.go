@@ -136,6 +136,11 @@ type Response struct {
 	// command's RequestType (*DeviceInformationResponse, say), when the
 	// caller knows the RequestType and the Status carries a result.
 	Typed any
+	// Dropped lists the keys of the body that Typed does not hold, as
+	// UnknownKeys writes them ("QueryResponses.NewKey"): keys newer than
+	// the schema the types were generated from, worth logging. It is
+	// filled only when Typed is.
+	Dropped []string
 	// Raw is the body as the device sent it.
 	Raw []byte
 }
@@ -171,12 +176,32 @@ func newResponse(raw []byte, result CommandResult, requestType string) (*Respons
 		return r, nil
 	}
 	if t := newCommandResponse(requestType); t != nil {
-		if err := plist.Unmarshal(raw, t); err != nil {
+		both := typedAndKeys{typed: t}
+		if err := plist.Unmarshal(raw, &both); err != nil {
 			return nil, fmt.Errorf("mdm: %s response: %w", requestType, err)
 		}
 		r.Typed = t
+		r.Dropped = unknownKeys(reflect.TypeOf(t), both.keys)
 	}
 	return r, nil
+}
+
+// typedAndKeys decodes one parse of a body twice: into typed and, for
+// UnknownKeys, into a plain dictionary.
+type typedAndKeys struct {
+	typed any
+	keys  map[string]any
+}
+
+func (b *typedAndKeys) UnmarshalPlist(f func(any) error) error {
+	if err := f(b.typed); err != nil {
+		return err
+	}
+	// Best effort: what the typed decode accepted is not refused here.
+	if f(&b.keys) != nil {
+		b.keys = nil
+	}
+	return nil
 }
 
 // CommandFromKeys builds a command from its RequestType and keys, as an API

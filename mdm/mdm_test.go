@@ -269,6 +269,7 @@ func FuzzDecodeCheckin(f *testing.F) {
 func FuzzDecodeResponse(f *testing.F) {
 	f.Add([]byte(deviceInformationResponseXML), "DeviceInformation")
 	f.Add([]byte(`<plist><dict><key>Status</key><string>Idle</string></dict></plist>`), "")
+	f.Add([]byte(plistHead+managedApplicationListBody+"</plist>"), "ManagedApplicationList")
 	f.Fuzz(func(t *testing.T, raw []byte, rt string) { DecodeResponse(raw, rt) })
 }
 
