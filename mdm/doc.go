@@ -21,4 +21,4 @@
 // Response.Dropped, for a server to log.
 package mdm
 
-//go:generate go run ./internal/mdmgen -schema ../../shared/apple-device-management/mdm -out .
+//go:generate go run ./internal/mdmgen -schema ../../shared/apple-device-management/mdm -out . -checkin-schema mdmtest/checkin_schema_gen_test.go

@@ -46,26 +46,30 @@ import (
 type schemaFile struct {
 	Title   string `yaml:"title"`
 	Payload struct {
-		RequestType string `yaml:"requesttype"`
+		RequestType string               `yaml:"requesttype"`
+		SupportedOS map[string]osSupport `yaml:"supportedOS"`
 	} `yaml:"payload"`
 	PayloadKeys  []key `yaml:"payloadkeys"`
 	ResponseKeys []key `yaml:"responsekeys"`
 }
 
 type key struct {
-	Key        string   `yaml:"key"`
-	Title      string   `yaml:"title"`
-	Type       string   `yaml:"type"`
-	Presence   string   `yaml:"presence"`
-	RangeList  []any    `yaml:"rangelist"`
-	SubkeyType string   `yaml:"subkeytype"`
-	Subkeys    []key    `yaml:"subkeys"`
-	_          struct{} `yaml:"-"`
+	Key        string `yaml:"key"`
+	Title      string `yaml:"title"`
+	Type       string `yaml:"type"`
+	Presence   string `yaml:"presence"`
+	RangeList  []any  `yaml:"rangelist"`
+	SubkeyType string `yaml:"subkeytype"`
+	Subkeys    []key  `yaml:"subkeys"`
+	// SupportedOS is read for check-in messages only.
+	SupportedOS map[string]osSupport `yaml:"supportedOS"`
+	_           struct{}             `yaml:"-"`
 }
 
 func main() {
 	schema := flag.String("schema", "", "path to the schema's mdm directory")
 	out := flag.String("out", ".", "directory to write the generated files to")
+	checkinSchema := flag.String("checkin-schema", "", "also write the check-in messages' keys, for the simulated device's tests, to this file")
 	flag.Parse()
 	if *schema == "" {
 		log.Fatal("mdmgen: -schema is required")
@@ -83,6 +87,9 @@ func main() {
 	write(filepath.Join(*out, "checkin_gen.go"), g.checkinFile(checkins))
 	g.omitEmptyStrings = false
 	write(filepath.Join(*out, "commands_gen.go"), g.commandFile(commands))
+	if *checkinSchema != "" {
+		write(*checkinSchema, checkinSchemaFile(checkins))
+	}
 }
 
 func load(dir string) []schemaFile {
