@@ -33,6 +33,7 @@ import (
 func simCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "sim", Short: "Drive simulated devices against an MDM server"}
 	cmd.AddCommand(simAppleCmd())
+	cmd.AddCommand(simAndroidCmd())
 	return cmd
 }
 
@@ -198,6 +199,33 @@ type phase struct {
 	cpu     float64 // server CPU seconds, or -1
 	timings map[string][]time.Duration
 	server  []bucket // the server's own latency histogram over the phase
+	// serverWhat labels server in the report.
+	serverWhat string
+}
+
+// A meter measures phases: their outcome and duration, the timings lat
+// collected, and, from the server's /metrics when metricsURL is set, its
+// CPU time and its own latency histogram for route (the devices'
+// requests: "mdm", "android-push"), labelled what.
+type meter struct {
+	hc         *http.Client
+	metricsURL string
+	route      string
+	what       string
+	lat        *latencies
+}
+
+func (m meter) measure(name string, ops int, fn func() outcome) phase {
+	st0 := scrape(m.hc, m.metricsURL, m.route)
+	start := time.Now()
+	o := fn()
+	p := phase{name: name, planned: ops, outcome: o, elapsed: time.Since(start), cpu: -1, timings: m.lat.take(), serverWhat: m.what}
+	st1 := scrape(m.hc, m.metricsURL, m.route)
+	if st0.cpu >= 0 && st1.cpu >= 0 {
+		p.cpu = st1.cpu - st0.cpu
+	}
+	p.server = st1.since(st0)
+	return p
 }
 
 // enqueueChunk is how many devices the sim names in one enqueue request.
@@ -255,24 +283,17 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) (err error) 
 			err = saveErr
 		}
 		if len(phases) > 0 || stayed != nil {
-			report(out, cfg, phases, stayed, lat)
+			report(out, fmt.Sprintf("custody sim apple: %d devices, concurrency %d", cfg.devices, cfg.concurrency), phases, stayed, lat)
 		}
 		if err == nil && ctx.Err() != nil && !cfg.stay {
 			err = fmt.Errorf("interrupted: %w", ctx.Err())
 		}
 	}()
+	m := meter{hc: hc, metricsURL: metricsURL, route: "mdm", what: "(server side, all MDM requests)", lat: lat}
 	measure := func(name string, ops int, fn func() outcome) outcome {
-		st0 := scrape(hc, metricsURL)
-		start := time.Now()
-		o := fn()
-		p := phase{name: name, planned: ops, outcome: o, elapsed: time.Since(start), cpu: -1, timings: lat.take()}
-		st1 := scrape(hc, metricsURL)
-		if st0.cpu >= 0 && st1.cpu >= 0 {
-			p.cpu = st1.cpu - st0.cpu
-		}
-		p.server = st1.since(st0)
+		p := m.measure(name, ops, fn)
 		phases = append(phases, p)
-		return o
+		return p.outcome
 	}
 
 	// The fleet: devices kept from an earlier run, then new ones.
@@ -569,7 +590,7 @@ func newCountBar(cmd *cobra.Command, what string) *progressbar.ProgressBar {
 
 // serverStats is what the sim reads from a server's Prometheus endpoint:
 // the process's CPU seconds (-1 when absent) and the cumulative buckets of
-// custody's latency histogram for MDM requests (nil when absent).
+// custody's latency histogram for one route's requests (nil when absent).
 type serverStats struct {
 	cpu     float64
 	buckets []bucket
@@ -578,13 +599,14 @@ type serverStats struct {
 // A bucket is one cumulative histogram bucket: count observations ≤ le.
 type bucket struct{ le, count float64 }
 
-const mdmBucketPrefix = `custody_http_request_seconds_bucket{route="mdm",le="`
-
-func scrape(hc *http.Client, url string) serverStats {
+// scrape reads a server's CPU seconds and its latency histogram for
+// route's requests ("mdm" for the MDM protocol).
+func scrape(hc *http.Client, url, route string) serverStats {
 	st := serverStats{cpu: -1}
 	if url == "" {
 		return st
 	}
+	bucketPrefix := `custody_http_request_seconds_bucket{route="` + route + `",le="`
 	resp, err := hc.Get(url)
 	if err != nil {
 		return st
@@ -598,7 +620,7 @@ func scrape(hc *http.Client, url string) serverStats {
 			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
 				st.cpu = f
 			}
-		} else if v, ok := strings.CutPrefix(line, mdmBucketPrefix); ok {
+		} else if v, ok := strings.CutPrefix(line, bucketPrefix); ok {
 			le, count, ok := strings.Cut(v, `"} `)
 			l, err1 := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
 			c, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
@@ -610,8 +632,13 @@ func scrape(hc *http.Client, url string) serverStats {
 	return st
 }
 
-// since returns the buckets of the observations made after prev.
+// since returns the buckets of the observations made after prev. A
+// histogram absent from prev had no observations yet (a route's series
+// appears with its first request).
 func (st serverStats) since(prev serverStats) []bucket {
+	if len(st.buckets) > 0 && len(prev.buckets) == 0 && prev.cpu >= 0 {
+		return st.buckets
+	}
 	if len(st.buckets) == 0 || len(st.buckets) != len(prev.buckets) {
 		return nil
 	}
@@ -652,8 +679,10 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
-func report(w io.Writer, cfg simConfig, phases []phase, stayed *stayReport, lat *latencies) {
-	fmt.Fprintf(w, "custody sim apple: %d devices, concurrency %d\n\n", cfg.devices, cfg.concurrency)
+// report prints the sim's report under its title ("custody sim apple: 10
+// devices, concurrency 8").
+func report(w io.Writer, title string, phases []phase, stayed *stayReport, lat *latencies) {
+	fmt.Fprintf(w, "%s\n\n", title)
 	for _, p := range phases {
 		rate := float64(p.done) / p.elapsed.Seconds()
 		fmt.Fprintf(w, "%s: %d in %s (%.1f/s)", p.name, p.done, p.elapsed.Round(time.Millisecond), rate)
@@ -683,7 +712,7 @@ func report(w io.Writer, cfg simConfig, phases []phase, stayed *stayReport, lat 
 				percentile(t, 0.99).Round(10*time.Microsecond))
 		}
 		if n := len(p.server); n > 0 && p.server[n-1].count > 0 {
-			fmt.Fprintf(w, "  %-32s n=%-6.0f p50 %-9s p95 %-9s p99 %s\n", "(server side, all MDM requests)", p.server[n-1].count,
+			fmt.Fprintf(w, "  %-32s n=%-6.0f p50 %-9s p95 %-9s p99 %s\n", p.serverWhat, p.server[n-1].count,
 				quantile(p.server, 0.50).Round(10*time.Microsecond), quantile(p.server, 0.95).Round(10*time.Microsecond),
 				quantile(p.server, 0.99).Round(10*time.Microsecond))
 		}
