@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,7 +116,7 @@ func TestSimAgainstNanoMDM(t *testing.T) {
 	const devices = 20
 	state := t.TempDir()
 	sim := startSim(t, "--enroll-url", profiles.URL, "--devices", "20", "--concurrency", "8", "--checkins", "2",
-		"--keys", "4", "--state", state, "--stay", "--poll-interval", "300ms")
+		"--keys", "4", "--state", state, "--stay", "--poll-interval", "300ms", "--server-pid", strconv.Itoa(nano.PID()))
 	waitOutput(t, sim, "devices staying", 2*time.Minute)
 
 	events := nano.Events()
@@ -193,7 +194,7 @@ func TestSimAgainstNanoMDM(t *testing.T) {
 		t.Fatalf("custody sim after ^C: %v\n%s", err, sim.output())
 	}
 	out := sim.output()
-	for _, want := range []string{"enrol: 20 in", "idle check-ins: 40 in", "stayed", "20 commands answered"} {
+	for _, want := range []string{"enrol: 20 in", "idle check-ins: 40 in", "server CPU", "stayed", "20 commands answered"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("sim report lacks %q:\n%s", want, out)
 		}

@@ -103,6 +103,7 @@ at GOGC=400 unless GOGC is set.`,
 	f.StringVar(&cfg.serials, "serials", "", "a file of serial numbers the devices take, one per line or in a CSV's first column")
 	f.StringVar(&cfg.ring, "ring", "", "enrol the Apple records of this campaign ring that have not enrolled, each through its own link")
 	f.BoolVar(&cfg.links, "links", false, "enrol each device through a one-time link bound to its record (custody servers)")
+	f.IntSliceVar(&cfg.serverPIDs, "server-pid", nil, "read the server's CPU time from /proc for these processes (repeat it, e.g. for an MDM server and its SCEP server) instead of its /metrics: how a server without custody's metrics is measured side by side")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.devices < 1 || cfg.concurrency < 1 || cfg.checkins < 0 || cfg.commands < 0 || cfg.keys < 0 || cfg.pollEvery < 0 {
 			return errors.New("--devices and --concurrency must be positive, --checkins, --commands, --keys and --poll-interval not negative")
@@ -162,6 +163,7 @@ type simConfig struct {
 	serials         string
 	ring            string
 	links           bool
+	serverPIDs      []int
 }
 
 // latencies collects request timings per kind of request.
@@ -213,14 +215,21 @@ type meter struct {
 	route      string
 	what       string
 	lat        *latencies
+	// pids, when set, are the server's processes (a server and its SCEP
+	// server, say) whose CPU time is read from /proc instead of /metrics.
+	pids []int
 }
 
 func (m meter) measure(name string, ops int, fn func() outcome) phase {
 	st0 := scrape(m.hc, m.metricsURL, m.route)
+	cpu0 := procCPU(m.pids)
 	start := time.Now()
 	o := fn()
 	p := phase{name: name, planned: ops, outcome: o, elapsed: time.Since(start), cpu: -1, timings: m.lat.take(), serverWhat: m.what}
 	st1 := scrape(m.hc, m.metricsURL, m.route)
+	if cpu1 := procCPU(m.pids); len(m.pids) > 0 {
+		st0.cpu, st1.cpu = cpu0, cpu1
+	}
 	if st0.cpu >= 0 && st1.cpu >= 0 {
 		p.cpu = st1.cpu - st0.cpu
 	}
@@ -289,7 +298,7 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) (err error) 
 			err = fmt.Errorf("interrupted: %w", ctx.Err())
 		}
 	}()
-	m := meter{hc: hc, metricsURL: metricsURL, route: "mdm", what: "(server side, all MDM requests)", lat: lat}
+	m := meter{hc: hc, metricsURL: metricsURL, route: "mdm", what: "(server side, all MDM requests)", lat: lat, pids: cfg.serverPIDs}
 	measure := func(name string, ops int, fn func() outcome) outcome {
 		p := m.measure(name, ops, fn)
 		phases = append(phases, p)
@@ -586,6 +595,36 @@ func newCountBar(cmd *cobra.Command, what string) *progressbar.ProgressBar {
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
+}
+
+// procCPU returns the CPU seconds (user and system) the processes have
+// used, from /proc/PID/stat, or -1 when there are none or one cannot be
+// read. The kernel counts in USER_HZ, 100 on Linux.
+func procCPU(pids []int) float64 {
+	if len(pids) == 0 {
+		return -1
+	}
+	total := 0.0
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -1
+		}
+		// pid (comm) state ppid … utime stime: fields 14 and 15, counted
+		// after the command name, which may hold spaces.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			return -1
+		}
+		utime, err1 := strconv.ParseFloat(f[11], 64)
+		stime, err2 := strconv.ParseFloat(f[12], 64)
+		if err1 != nil || err2 != nil {
+			return -1
+		}
+		total += (utime + stime) / 100
+	}
+	return total
 }
 
 // serverStats is what the sim reads from a server's Prometheus endpoint:

@@ -180,6 +180,9 @@ func (s *NanoMDMServer) Enqueue(ctx context.Context, command []byte, ids ...stri
 	return string(body), nil
 }
 
+// PID is NanoMDM's process ID.
+func (s *NanoMDMServer) PID() int { return s.d.cmd.Process.Pid }
+
 // LogTail returns the last lines of NanoMDM's log.
 func (s *NanoMDMServer) LogTail(n int) string { return s.d.logTail(n) }
 
