@@ -229,12 +229,7 @@ func runSimAndroid(cmd *cobra.Command, cfg simAndroidConfig, api *apiClient) (er
 			return err
 		})
 	})
-	var devices []*zerotouchtest.Device
-	for _, d := range enrolled {
-		if d != nil {
-			devices = append(devices, d)
-		}
-	}
+	devices := slices.DeleteFunc(enrolled, func(d *zerotouchtest.Device) bool { return d == nil })
 	if o.interrupted {
 		return nil
 	}

@@ -354,11 +354,7 @@ func runSimApple(cmd *cobra.Command, cfg simConfig, api *apiClient) (err error) 
 				return fleet.add(d)
 			})
 		})
-		for _, d := range enrolled {
-			if d != nil {
-				devices = append(devices, d)
-			}
-		}
+		devices = append(devices, slices.DeleteFunc(enrolled, func(d *mdmtest.Device) bool { return d == nil })...)
 		if o.interrupted {
 			return nil
 		}
